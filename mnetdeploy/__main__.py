@@ -1,0 +1,3 @@
+from mnetdeploy.cli import main
+
+main()

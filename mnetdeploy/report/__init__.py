@@ -1,0 +1,1 @@
+"""Human renderings of results: console tables now; report.json/md/html later."""

@@ -1,0 +1,55 @@
+"""Console tables (rich). Everything here only formats; numbers come from the library."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def stderr_console() -> Console:
+    """Progress and messages: stderr, so --json output on stdout stays clean."""
+    return Console(stderr=True)
+
+
+def stdout_console() -> Console:
+    """Tables on stdout; wide enough not to truncate numbers when piped to a file or CI log."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console
+
+
+def millions(n: int) -> str:
+    return f"{n / 1e6:,.3f} M"
+
+
+def layer_table(summary: dict[str, Any]) -> Table:
+    title = (f"MobileNet {summary['arch']}  alpha {summary['alpha']:g}  {summary['resolution']}x"
+             f"{summary['resolution']}  {summary['classes']} classes")
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for col in ("layer", "type", "kernel", "stride", "in ch", "out ch", "out size", "params", "MACs"):
+        t.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for row in summary["layers"]:
+        size = row["out_size"]
+        t.add_row(row["name"], row["type"], f"{row['kernel']}x{row['kernel']}", str(row["stride"]),
+                  str(row["in_channels"]), str(row["out_channels"]), f"{size}x{size}",
+                  f"{row['params']:,}", f"{row['macs']:,}")
+    t.add_section()
+    t.add_row("total", "", "", "", "", "", "", f"{summary['params']:,}", f"{summary['macs']:,}")
+    return t
+
+
+def totals_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"params {summary['params']:,} (Keras count, incl. batch-norm statistics); "
+        f"{summary['deploy_params']:,} after batch-norm folding",
+        f"MACs   {summary['macs']:,} ({summary['macs'] / 1e6:.1f} M multiply-accumulates per image)",
+    ]
+    blocks = summary.get("separable_blocks") or []
+    if blocks:
+        ratios = [b["ratio"] for b in blocks]
+        lines.append(f"depthwise-separable vs standard conv: {min(ratios):.3f}-{max(ratios):.3f} of the "
+                     f"cost over {len(blocks)} blocks (1/N + 1/Dk^2)")
+    return lines

@@ -1,0 +1,44 @@
+"""Keras models (the float reference every export is checked against)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnetdeploy.runtimes.base import Runner
+
+
+class KerasRunner(Runner):
+    format = "keras"
+    runtime = "keras"
+
+    def __init__(self, path: Path | None = None, model=None):
+        super().__init__(path or Path("<in-memory>"))
+        if model is None:
+            from mnetdeploy.arch.weights import load_keras_model
+            model = load_keras_model(path)
+        self.model = model
+        self.threads = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1,) + tuple(int(d) for d in self.model.input_shape[1:])
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        return images.astype(np.float32)
+
+    def invoke(self, prepared: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(prepared, training=False), dtype=np.float32)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        # Keras runs whole batches at once: much faster than one image at a time.
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[None]
+        outs = [self.invoke(images[i:i + 32]) for i in range(0, len(images), 32)]
+        return np.concatenate(outs, axis=0)
