@@ -40,10 +40,6 @@ class _Group(click.Group):
             ctx.exit(EXIT_FAILED)
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def _emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2))
 
@@ -81,7 +77,6 @@ def build(config, as_json, force, **options):
     from mnetdeploy.config import CLI_KEYS, load_config
     from mnetdeploy.report.console import layer_table, stderr_console, stdout_console, totals_lines
 
-    _quiet_tensorflow()
     cfg = load_config(config, {CLI_KEYS[k]: v for k, v in options.items()})
     console = stderr_console()
     with console.status("building") as status:
@@ -120,6 +115,11 @@ def info(target, as_json):
 
 
 def main() -> None:
+    # TensorFlow's C++ logging would otherwise print banners on every command that loads it. oneDNN is off
+    # by default because its reordered float sums make Keras outputs vary run to run at the 1e-6 level, and
+    # Keras is the reference every export is checked against (set TF_ENABLE_ONEDNN_OPTS=1 to override).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     cli(prog_name="mnetdeploy")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -104,6 +105,10 @@ PIXEL_2 = DeviceProfile(
 )
 
 
+# getprop, df and taskset as the phone's /system/bin has them (shell scripts; see each file's header).
+SYSTEM_BIN_SCRIPTS = Path(__file__).resolve().parent / "system_bin"
+
+
 def _cpu_list(cpus: range) -> str:
     return f"{cpus.start}-{cpus.stop - 1}" if len(cpus) > 1 else str(cpus.start)
 
@@ -132,7 +137,7 @@ def proc_cpuinfo(profile: DeviceProfile) -> str:
 
 
 def write_personality(root: str | os.PathLike, profile: DeviceProfile = PIXEL_2) -> None:
-    """Write the profile's /proc, /sys, /system/build.prop and /standin/df.conf files under `root`."""
+    """Write the profile's /proc, /sys, /system/build.prop, /system/bin tools and /standin files under `root`."""
     root = Path(root)
     all_cpus = range(0, profile.cpu_count)
 
@@ -179,6 +184,11 @@ def write_personality(root: str | os.PathLike, profile: DeviceProfile = PIXEL_2)
            "".join(f"{key}={value}\n" for key, value in profile.properties.items()))
     _write(root / "standin/df.conf",
            f"data_total_kb={profile.data_total_kb}\ndata_free_kb={profile.data_free_kb}\n")
+    system_bin = root / "system/bin"
+    system_bin.mkdir(parents=True, exist_ok=True)
+    for script in SYSTEM_BIN_SCRIPTS.iterdir():
+        shutil.copyfile(script, system_bin / script.name)
+        (system_bin / script.name).chmod(0o755)
     taskset_log = root / "standin/taskset.log"
     if taskset_log.exists():
         taskset_log.unlink()
