@@ -35,7 +35,9 @@ def data_dependent_init(model, images: np.ndarray) -> dict:
 
     layers = keras.layers
     consumers_bn = _outputs_feeding_bn(model)
-    values = {id(model.inputs[0]): np.asarray(images, np.float32)}
+    ops = keras.ops
+    # Activations stay framework tensors between layers: converting each to numpy costs more than the convs.
+    values = {id(model.inputs[0]): ops.convert_to_tensor(np.asarray(images, np.float32))}
     bn_count = scaled = 0
     for layer in model.layers:
         if isinstance(layer, layers.InputLayer):
@@ -44,16 +46,15 @@ def data_dependent_init(model, images: np.ndarray) -> dict:
         args = [values[id(t)] for t in inputs]
         x = args if len(args) > 1 else args[0]
         if isinstance(layer, layers.BatchNormalization):
-            axes = tuple(range(np.ndim(x) - 1))
-            mean = np.mean(x, axis=axes)
-            var = np.var(x, axis=axes)
+            mean, var = ops.moments(x, axes=list(range(len(x.shape) - 1)))
+            mean, var = ops.convert_to_numpy(mean), ops.convert_to_numpy(var)
             layer.set_weights([np.ones_like(mean), np.zeros_like(mean), mean, var])
             bn_count += 1
         elif isinstance(layer, (layers.Conv2D, layers.Dense)) and id(layer.output) not in consumers_bn:
             _unit_variance(layer, x)
             scaled += 1
-        values[id(layer.output)] = np.asarray(layer(x, training=False))
-    logits = values[id(model.outputs[0])]
+        values[id(layer.output)] = layer(x, training=False)
+    logits = ops.convert_to_numpy(values[id(model.outputs[0])])
     return {"bn_layers": bn_count, "scaled_layers": scaled, "images": int(len(images)),
             "output_std": float(np.std(logits))}
 
@@ -70,10 +71,12 @@ def _unit_variance(layer, x) -> None:
     kernel = weights[0]
     bias = weights[1:] and [np.zeros_like(weights[1])]
     layer.set_weights([kernel] + list(bias))
+    import keras
+
     activation = layer.activation
     layer.activation = None if activation is None else _linear
     try:
-        std = float(np.std(np.asarray(layer(x, training=False))))
+        std = float(keras.ops.convert_to_numpy(keras.ops.std(layer(x, training=False))))
     finally:
         layer.activation = activation
     if std > 0:

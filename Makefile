@@ -1,0 +1,30 @@
+# Everything installs itself on first use: `make demo` and `make test` create .venv and install the pinned
+# dependencies (and, for the tests that need them, Debian packages) the first time they run.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench-startup clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: python3.11 not found; install Python 3.11" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# The main job end to end on the embedded default model (MobileNet v2 1.0/224).
+demo: $(STAMP)
+	$(BIN)/mnetdeploy build
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Wall time of `mnetdeploy --help` against `import tensorflow`, measured side by side.
+bench-startup: $(STAMP)
+	$(BIN)/python scripts/measure_startup.py
+
+clean:
+	rm -rf $(VENV) artifacts build .pytest_cache
