@@ -24,12 +24,15 @@ def _activation(layers, act: str, name: str):
     return layers.Activation(act, name=name)
 
 
-def to_keras(net: Network):
-    """Build the Keras model for `net`. Imports Keras lazily (it pulls in TensorFlow)."""
+def to_keras(net: Network, batch_size: int | None = None):
+    """Build the Keras model for `net`. Imports Keras lazily (it pulls in TensorFlow).
+
+    `batch_size=None` gives a model that takes any batch (evaluation, calibration); exporters build with
+    `batch_size=1` so every shape in the deployed graph is static and no shape-computing ops appear."""
     import keras
     from keras import layers
 
-    image = keras.Input(shape=(net.resolution, net.resolution, 3), batch_size=None, name="input")
+    image = keras.Input(shape=(net.resolution, net.resolution, 3), batch_size=batch_size, name="input")
     tensors = {INPUT: image}
     for layer in net.layers:
         args = [tensors[name] for name in layer.inputs]

@@ -23,7 +23,8 @@ class KerasRunner(Runner):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (1,) + tuple(int(d) for d in self.model.input_shape[1:])
+        # A dynamic dimension (None) reads as 1, as in the ONNX runner, instead of crashing on int(None).
+        return (1,) + tuple(1 if d is None else int(d) for d in self.model.input_shape[1:])
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -33,7 +34,13 @@ class KerasRunner(Runner):
         return images.astype(np.float32)
 
     def invoke(self, prepared: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(prepared, training=False), dtype=np.float32)
+        return np.asarray(self.model(self._feed(prepared), training=False), dtype=np.float32)
+
+    def _feed(self, x: np.ndarray):
+        # Legacy Keras 2 files store a single input as a one-element list; feeding that same structure avoids
+        # Keras 3's "structure of `inputs` doesn't match" warning on every batch.
+        struct = getattr(self.model, "_inputs_struct", None)
+        return [x] if isinstance(struct, (list, tuple)) and len(struct) == 1 else x
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         # Keras runs whole batches at once: much faster than one image at a time.
