@@ -114,6 +114,106 @@ def info(target, as_json):
         con.print(line)
 
 
+@cli.command(name="eval")
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+              help="Image folder: class subfolders (ImageFolder) or images with a labels.csv.")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Labels CSV (default: DATA/labels.csv if present).")
+@click.option("--label-offset", type=click.Choice(["auto", "0", "1"]), default="auto", show_default=True,
+              help="1: output index 0 is 'background' (1001 classes). auto: from the model's output width.")
+@click.option("--limit", type=int, help="Evaluate at most N images (after --skip-first), sorted by name.")
+@click.option("--skip-first", type=int, default=0, show_default=True,
+              help="Skip the first N images by name (e.g. the ones used to calibrate).")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="Model to measure agreement against (default: the first MODEL when several are given).")
+@click.option("--threads", type=int, help="Inference threads for TFLite/ONNX (default: the runtime's choice).")
+@click.option("--resolution", type=int, help="Input size, only for models whose input size is dynamic.")
+@click.option("--json", "as_json", is_flag=True, help="Print a list of results as JSON on stdout.")
+def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, threads, resolution, as_json):
+    """Top-1/top-5 accuracy of Keras, TFLite or ONNX MODELs on labelled images, and their agreement."""
+    from mnetdeploy.evaluate import evaluate
+    from mnetdeploy.report.console import stdout_console
+
+    results = evaluate(list(models), data_dir, labels=labels, label_offset=label_offset, limit=limit,
+                       skip_first=skip_first, reference=reference, threads=threads, resolution=resolution)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+        return
+    con = stdout_console()
+    con.print(_eval_table(results))
+    data = results[0].data
+    con.print(f"data: {data['dir']}  {data['count']} images ({data['first_file']} .. {data['last_file']}, "
+              f"skip-first {data['skip_first']})  sha256 {data['hash'][:16]}  labels {data['labels']}")
+    if data["skipped"]:
+        con.print(f"warning: {data['skipped']} unreadable image(s) skipped, e.g. {data['skipped_files'][0]}")
+
+
+def _eval_table(results):
+    from rich.table import Table
+
+    table = Table(title="accuracy", header_style="bold")
+    for col in ("model", "format", "precision", "n", "top-1 %", "top-5 %", "agree top-1 %", "cosine", "offset",
+                "seconds"):
+        table.add_column(col, justify="left" if col in ("model", "format", "precision") else "right")
+    for r in results:
+        agree = "reference" if r.reference else ("-" if r.agreement_top1 is None else f"{r.agreement_top1:.2f}")
+        table.add_row(r.model, r.format, r.precision, str(r.n), f"{r.top1:.2f}", f"{r.top5:.2f}", agree,
+                      "-" if r.cosine is None else f"{r.cosine:.5f}", str(r.label_offset), f"{r.seconds:.1f}")
+    return table
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@click.option("--device", default="host", show_default=True,
+              help="Where to run. Only 'host' (this machine) for now.")
+@click.option("--runtime", type=click.Choice(["auto", "litert", "onnxruntime"]), default="auto", show_default=True,
+              help="auto: .tflite on LiteRT, .onnx on ONNX Runtime. Naming one keeps only its models in directories.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads given to the runtime (LiteRT/XNNPACK num_threads, ORT intra-op threads).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Unmeasured runs after the first inference.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At least this many measured runs ...")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="... and at least this long: runs stop at whichever comes later.")
+@click.option("--no-xnnpack", is_flag=True, help="LiteRT: plain builtin kernels instead of the XNNPACK delegate.")
+@click.option("--inputs", type=click.Path(file_okay=False),
+              help="Folder of images to cycle through (first 50 by name; default: seeded random inputs).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print a list of results as JSON on stdout.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON list to FILE (atomically).")
+def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpack, inputs, seed, as_json, out):
+    """Latency (p50/p90/p99 over every run) and peak memory of .tflite/.onnx MODELS.
+
+    MODELS are files or directories (every .tflite/.onnx in them, sorted). Each model runs in a fresh
+    process, so its peak RSS is its own; the environment (CPU, governor, load, versions) is recorded."""
+    from mnetdeploy.bench import bench_progress, check_device, find_models, results_table, run_benchmark
+    from mnetdeploy.fsutil import write_json
+    from mnetdeploy.report.console import stderr_console, stdout_console
+
+    check_device(device)
+    paths = find_models(list(models), runtime)
+    results = []
+    with bench_progress(stderr_console()) as track:
+        for path in paths:
+            results.append(run_benchmark(path, device=device, progress=track(path), runtime=runtime,
+                                         threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds,
+                                         xnnpack=not no_xnnpack, inputs=inputs, seed=seed))
+    dicts = [r.to_dict() for r in results]
+    if out:
+        write_json(out, dicts)
+    if as_json:
+        _emit_json(dicts)
+        return
+    con = stdout_console()
+    con.print(results_table(results))
+    for r in results:
+        for warning in r.warnings:
+            con.print(f"warning: {Path(r.model).name}: {warning}", soft_wrap=True, highlight=False)
+    if out:
+        con.print(f"wrote {out}")
+
+
 def main() -> None:
     # TensorFlow's C++ logging would otherwise print banners on every command that loads it. oneDNN is off
     # by default because its reordered float sums make Keras outputs vary run to run at the 1e-6 level, and
