@@ -1,0 +1,118 @@
+"""Assemble `report.json` for one artifact directory from what the steps recorded there.
+
+Schema `mnetdeploy-report`, version 1 (`REPORT_SCHEMA_VERSION`):
+
+    schema          "mnetdeploy-report"
+    schema_version  1
+    tool_version    mnetdeploy version that wrote the report
+    generated       ISO 8601 UTC time the report was assembled
+    name            artifact directory name (e.g. "v2_0.5_128")
+    artifact_dir    path of the artifact directory
+    model           {arch, alpha, resolution, classes, params, deploy_params, macs, weights}
+                    params = Keras count (incl. batch-norm statistics); deploy_params = after BN folding
+    artifacts       one per model file in the directory (model.keras, *.tflite, *.onnx):
+                    {file, format: keras|tflite|onnx, precision: fp32|fp16|dynamic|int8|int16x8, bytes, sha256,
+                     validation: {max_abs_diff, cosine, top1_agreement, n, images} | null  (vs the Keras model),
+                     calibration: {source, directory, count, content_hash, ...} | null}
+    accuracy        `mnetdeploy eval` results for files of this directory: {model (file name), format,
+                    precision, n, top1, top5 (percent), agreement_top1 (percent vs reference, or null),
+                    cosine, reference (bool), data: {dir, count, hash, ...}}
+    latency         `mnetdeploy bench` results for files of this directory, exactly the bench schema
+                    (mnetdeploy/bench/schema.py) with `model` = file name; per-run `samples_ms` included so
+                    the gate can compare distributions
+    calibration     the calibration set used by quantization (or null)
+    environment     the environment of the newest latency result (or null)
+
+Readers must check `schema` and `schema_version`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mnetdeploy import __version__
+from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json, read_manifest
+from mnetdeploy.errors import UserError
+from mnetdeploy.fsutil import sha256_file
+from mnetdeploy.results import load_results
+
+REPORT_SCHEMA = "mnetdeploy-report"
+REPORT_SCHEMA_VERSION = 1
+REPORT_JSON = "report.json"
+MODEL_SUFFIXES = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
+
+
+def build_report(artifact_dir: str | Path) -> dict[str, Any]:
+    directory = find_artifact_dir(artifact_dir)
+    summary = read_json(directory / SUMMARY)
+    quantized = _quantization_records(directory)
+    latency = load_results(directory, "bench")
+    newest = max(latency, key=lambda r: r.get("timestamp", ""), default=None)
+    return {
+        "schema": REPORT_SCHEMA,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "tool_version": __version__,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "name": summary.get("name", directory.name),
+        "artifact_dir": str(directory),
+        "model": {k: summary.get(k) for k in ("arch", "alpha", "resolution", "classes", "params",
+                                               "deploy_params", "macs", "weights")},
+        "artifacts": [_artifact(path, quantized.get(path.name)) for path in _model_files(directory)],
+        "accuracy": load_results(directory, "eval"),
+        "latency": latency,
+        "calibration": next((q.get("calibration") for q in quantized.values() if q.get("calibration")), None),
+        "environment": newest.get("environment") if newest else None,
+    }
+
+
+def _model_files(directory: Path) -> list[Path]:
+    order = {"keras": 0, "tflite": 1, "onnx": 2}
+    files = [p for p in directory.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES]
+    return sorted(files, key=lambda p: (order[MODEL_SUFFIXES[p.suffix]], p.name))
+
+
+def _quantization_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """Per exported file: precision, validation and calibration, as the quantize step recorded them."""
+    records = {}
+    for name, entry in read_manifest(directory).get("steps", {}).items():
+        meta = entry.get("artifact")
+        if meta and "file" in meta:
+            records[meta["file"]] = meta
+    return records
+
+
+def _artifact(path: Path, record: dict[str, Any] | None) -> dict[str, Any]:
+    fmt = MODEL_SUFFIXES[path.suffix]
+    record = record or {}
+    precision = record.get("precision") or ("fp32" if fmt == "keras" else _precision_of(path))
+    return {
+        "file": path.name,
+        "format": fmt,
+        "precision": precision,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "validation": record.get("validation"),
+        "calibration": record.get("calibration"),
+    }
+
+
+def _precision_of(path: Path) -> str:
+    from mnetdeploy.evaluate import detect_precision
+
+    return detect_precision(path)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """A report from `report.json` or its artifact directory, checked for schema and version."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_JSON
+    report = read_json(path)
+    if report.get("schema") != REPORT_SCHEMA:
+        raise UserError(f"{path}: not a mnetdeploy report (schema {report.get('schema')!r})")
+    if report.get("schema_version") != REPORT_SCHEMA_VERSION:
+        raise UserError(f"{path}: report schema_version {report.get('schema_version')!r}; this mnetdeploy "
+                        f"reads {REPORT_SCHEMA_VERSION}: re-run `mnetdeploy report` on its directory")
+    return report
