@@ -75,7 +75,7 @@ def build(config, as_json, force, **options):
     """Build a MobileNet from CONFIG (a YAML file) and/or options; options override the file."""
     from mnetdeploy.build import build as build_model
     from mnetdeploy.config import CLI_KEYS, load_config
-    from mnetdeploy.report.console import layer_table, stderr_console, stdout_console, totals_lines
+    from mnetdeploy.report.console import print_model_summary, stderr_console, stdout_console
 
     cfg = load_config(config, {CLI_KEYS[k]: v for k, v in options.items()})
     console = stderr_console()
@@ -87,9 +87,7 @@ def build(config, as_json, force, **options):
         _emit_json(summary)
         return
     con = stdout_console()
-    con.print(layer_table(summary))
-    for line in totals_lines(summary):
-        con.print(line)
+    print_model_summary(con, summary)
     for note in result.notes:
         con.print(f"note: {note}")
     verb = "reused" if result.reused else f"built in {result.seconds:.1f} s"
@@ -102,16 +100,13 @@ def build(config, as_json, force, **options):
 def info(target, as_json):
     """Per-layer params and MACs of a built model (artifact directory or file in it) or of a config YAML."""
     from mnetdeploy.info import describe
-    from mnetdeploy.report.console import layer_table, stdout_console, totals_lines
+    from mnetdeploy.report.console import print_model_summary, stdout_console
 
     summary = describe(target)
     if as_json:
         _emit_json(summary)
         return
-    con = stdout_console()
-    con.print(layer_table(summary))
-    for line in totals_lines(summary):
-        con.print(line)
+    print_model_summary(stdout_console(), summary)
 
 
 @cli.command(name="eval")

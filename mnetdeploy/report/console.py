@@ -53,3 +53,10 @@ def totals_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"depthwise-separable vs standard conv: {min(ratios):.3f}-{max(ratios):.3f} of the "
                      f"cost over {len(blocks)} blocks (1/N + 1/Dk^2)")
     return lines
+
+
+def print_model_summary(console: Console, summary: dict[str, Any]) -> None:
+    """The per-layer table and the totals, as `build` and `info` show them."""
+    console.print(layer_table(summary))
+    for line in totals_lines(summary):
+        console.print(line)
