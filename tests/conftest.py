@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The ADB device stand-in's fixtures (real adb client/server against a test-only device).
+from device_standin.fixtures import adb_standin, adb_standin_arm64, adb_standin_factory  # noqa: F401
+
 # Same environment as the CLI's main(): quiet TensorFlow, reproducible float reference.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

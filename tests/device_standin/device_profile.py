@@ -55,11 +55,9 @@ class DeviceProfile:
     def cpu_count(self) -> int:
         return sum(c.count for c in self.clusters)
 
-    def with_properties(self, **overrides: str) -> "DeviceProfile":
-        """A copy with some properties replaced; keys use '_' for '.' (ro_product_model=...)."""
-        props = dict(self.properties)
-        props.update({k.replace("_", "."): v for k, v in overrides.items()})
-        return dataclasses.replace(self, properties=props)
+    def with_properties(self, overrides: Mapping[str, str]) -> "DeviceProfile":
+        """A copy with some properties added or replaced: `profile.with_properties({"ro.product.model": "X"})`."""
+        return dataclasses.replace(self, properties={**self.properties, **overrides})
 
 
 PIXEL_2 = DeviceProfile(
