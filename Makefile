@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench-startup clean
+.PHONY: demo test system bench-startup clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: python3.11 not found; install Python 3.11" >&2; exit 2; }
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mnetdeploy build
 
-test: $(STAMP)
+# Debian packages and the arm64 device userland some tests use (idempotent, cached under build/).
+system: $(STAMP)
+	bash scripts/setup_test_env.sh
+
+test: $(STAMP) system
 	$(BIN)/python -m pytest -q
 
 # Wall time of `mnetdeploy --help` against `import tensorflow`, measured side by side.
