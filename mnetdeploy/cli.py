@@ -185,6 +185,7 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
     from mnetdeploy.bench import bench_progress, check_device, find_models, results_table, run_benchmark
     from mnetdeploy.fsutil import write_json
     from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.results import store_results
 
     check_device(device)
     paths = find_models(list(models), runtime)
@@ -197,6 +198,7 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
     dicts = [r.to_dict() for r in results]
     if out:
         write_json(out, dicts)
+    kept = store_results("bench", dicts)  # models inside artifact directories: kept there for report/gate
     if as_json:
         _emit_json(dicts)
         return
@@ -205,8 +207,77 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
     for r in results:
         for warning in r.warnings:
             con.print(f"warning: {Path(r.model).name}: {warning}", soft_wrap=True, highlight=False)
+    for path in kept:
+        con.print(f"kept in {path}", highlight=False)
     if out:
         con.print(f"wrote {out}")
+
+
+@cli.command()
+@click.argument("reports", nargs=-1, required=True, type=click.Path())
+@click.option("--budgets", "budgets_path", required=True, type=click.Path(dir_okay=False),
+              help="Budgets YAML (see configs/budgets.yaml).")
+@click.option("--baseline", "baselines", multiple=True, type=click.Path(),
+              help="Baseline report to compare latency distributions with (repeatable; matched by name).")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML, one test case per check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks and the verdict as JSON on stdout.")
+@click.pass_context
+def gate(ctx, reports, budgets_path, baselines, junit, as_json):
+    """Check REPORTs (report.json or artifact directories) against latency, size and accuracy budgets.
+
+    Exit 0 when every check passes, 1 when a budget is broken (or, with --baseline, a clear slowdown beyond
+    regression.max_slowdown), 2 on bad input. The decision rule is documented in mnetdeploy/gate.py."""
+    from mnetdeploy.gate import check_notes, gate as run_gate, results_table, write_junit
+    from mnetdeploy.report.console import stdout_console
+
+    result = run_gate(list(reports), budgets_path, list(baselines))
+    if junit:
+        write_junit(junit, result)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        con = stdout_console()
+        con.print(results_table(result))
+        for line in check_notes(result):
+            con.print(line, soft_wrap=True, highlight=False)
+        con.print(result.summary(), soft_wrap=True, highlight=False)
+        if junit:
+            con.print(f"wrote {junit}")
+    if result.failed:
+        if as_json:
+            click.echo(result.summary(), err=True)
+        ctx.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True, type=click.Path(), metavar="DIR_OR_JSON...")
+@click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False),
+              help="With several inputs: where comparison.md and comparison.html go.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as a JSON list on stdout.")
+def report(targets, out_dir, as_json):
+    """Write report.json, report.md and report.html (tables, latency and trade-off plots) per model.
+
+    \b
+    An artifact directory: the report is assembled afresh from what build/quantize/eval/bench recorded
+    there and written into it. A report.json: re-rendered as it is (report.md/.html next to it, no
+    rebuild). Several inputs: also a side-by-side comparison in --out (comparison.md, comparison.html)."""
+    from mnetdeploy.report.console import stdout_console
+    from mnetdeploy.report.render import report_warnings, title, write_reports
+
+    items, comparison = write_reports(list(targets), out_dir)
+    if as_json:
+        _emit_json([item.report for item in items])
+        return
+    con = stdout_console()
+    for item in items:
+        verb = "assembled" if item.rebuilt else "re-rendered"
+        warnings = len(report_warnings(item.report))
+        note = f"; {warnings} warning(s), see report.md" if warnings else ""
+        con.print(f"{title(item.report)}: {verb}{note}", highlight=False)
+        for path in item.files:
+            con.print(f"  wrote {path}", highlight=False)
+    for path in comparison:
+        con.print(f"wrote {path}", highlight=False)
 
 
 def main() -> None:

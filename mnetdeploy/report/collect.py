@@ -12,7 +12,7 @@ Schema `mnetdeploy-report`, version 1 (`REPORT_SCHEMA_VERSION`):
                     params = Keras count (incl. batch-norm statistics); deploy_params = after BN folding
     artifacts       one per model file in the directory (model.keras, *.tflite, *.onnx):
                     {file, format: keras|tflite|onnx, precision: fp32|fp16|dynamic|int8|int16x8, bytes, sha256,
-                     validation: {max_abs_diff, cosine, top1_agreement, n, images} | null  (vs the Keras model),
+                     validation: {max_abs_diff, cosine, top1_agreement (percent), n, images} | null  (vs Keras),
                      calibration: {source, directory, count, content_hash, ...} | null}
     accuracy        `mnetdeploy eval` results for files of this directory: {model (file name), format,
                     precision, n, top1, top5 (percent), agreement_top1 (percent vs reference, or null),
@@ -99,9 +99,9 @@ def _artifact(path: Path, record: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _precision_of(path: Path) -> str:
-    from mnetdeploy.evaluate import detect_precision
+    from mnetdeploy.evaluate import model_precision  # reads the file (no model loaded for .tflite/.onnx)
 
-    return detect_precision(path)
+    return model_precision(path)
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
@@ -110,8 +110,10 @@ def load_report(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / REPORT_JSON
     report = read_json(path)
-    if report.get("schema") != REPORT_SCHEMA:
-        raise UserError(f"{path}: not a mnetdeploy report (schema {report.get('schema')!r})")
+    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
+        what = f"schema {report.get('schema')!r}" if isinstance(report, dict) else f"a JSON {type(report).__name__}"
+        raise UserError(f"{path}: not a mnetdeploy report ({what}); pass a report.json written by "
+                        "`mnetdeploy report` or an artifact directory")
     if report.get("schema_version") != REPORT_SCHEMA_VERSION:
         raise UserError(f"{path}: report schema_version {report.get('schema_version')!r}; this mnetdeploy "
                         f"reads {REPORT_SCHEMA_VERSION}: re-run `mnetdeploy report` on its directory")

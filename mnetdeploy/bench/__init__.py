@@ -1,0 +1,138 @@
+"""Latency and memory benchmarks of exported models.
+
+    from mnetdeploy.bench import run_benchmark
+    result = run_benchmark("artifacts/v2_1.0_224/model.tflite", threads=2, runs=100)
+    result.latency_ms.p50, result.peak_rss_mb, result.to_dict()
+
+`run_benchmark` dispatches on `device`; "host" (this machine) is the only device so far. Device backends
+(`android`, `ssh://HOST`) plug in here and return the same `BenchResult` (see schema.py).
+Submodules that need heavy libraries import them inside functions; importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable
+
+from mnetdeploy.bench.schema import SCHEMA_VERSION, BenchResult, InputsInfo, LatencyStats
+from mnetdeploy.errors import UserError
+
+BENCH_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
+DEVICES = ("host",)
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise UserError(f"--device {device}: device benchmarking (--device android, --device ssh://HOST) "
+                        "is not available yet; use --device host")
+
+
+def run_benchmark(model_path: str | Path, device: str = "host",
+                  progress: Callable[[dict[str, Any]], None] | None = None, **settings) -> BenchResult:
+    """Benchmark one model on `device`. Settings: runtime, threads, warmup, runs, min_seconds, xnnpack,
+    inputs, seed (see `mnetdeploy bench --help`). `progress` receives the child's phase/progress events."""
+    if device == "host":
+        # Imported here, not at the top: `python -m mnetdeploy.bench.host` (the measuring child) would
+        # otherwise find the module already imported by this package and warn.
+        from mnetdeploy.bench.host import HostSettings, benchmark_on_host
+
+        unknown = set(settings) - set(HostSettings.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"run_benchmark: unknown setting(s) {', '.join(sorted(unknown))}")
+        return benchmark_on_host(model_path, HostSettings(**settings), progress)
+    check_device(device)
+    raise AssertionError(f"device {device!r} is listed in DEVICES but has no backend")
+
+
+def find_models(targets: list[str | Path], runtime: str = "auto") -> list[Path]:
+    """The model files named by `targets`: files as given, directories expanded to their .tflite/.onnx
+    files (sorted by name; with --runtime litert/onnxruntime only that runtime's files)."""
+    wanted = {s for s, rt in BENCH_SUFFIXES.items() if runtime in ("auto", rt)}
+    models: list[Path] = []
+    for target in targets:
+        path = Path(target)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in wanted
+                           and not p.name.startswith("."))  # skip atomic-write temporaries
+            if not found:
+                kinds = " or ".join(sorted(wanted))
+                raise UserError(f"{path}: no {kinds} models in this directory; export the model first or "
+                                "pass a model file")
+            models.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in BENCH_SUFFIXES:
+                raise UserError(f"{path}: bench runs .tflite and .onnx models (got {path.suffix or 'no suffix'}); "
+                                "export the model first")
+            models.append(path)
+        else:
+            raise UserError(f"{path}: no such model file or directory")
+    return models
+
+
+# ------------------------------------------------------------------------------------- console output
+
+def display_name(path: str | Path) -> str:
+    """A model path relative to the working directory when it is under it (shorter table rows)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+@contextlib.contextmanager
+def bench_progress(console):
+    """A progress bar per model on `console` (stderr); yields `track(path)` -> a run_benchmark progress callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:  # CI logs and pipes: no bar (rich would still leave an empty line behind)
+        yield lambda path: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        def track(path: str | Path) -> Callable[[dict[str, Any]], None]:
+            name = display_name(path)
+            task = bar.add_task(f"{name}: starting", total=None)
+
+            def update(event: dict[str, Any]) -> None:
+                if event["event"] == "phase":
+                    bar.update(task, description=f"{name}: {event['phase']}")
+                elif event["event"] == "progress":
+                    bar.update(task, completed=event["done"], total=event["target"])
+            return update
+        yield track
+
+
+def results_table(results: list[BenchResult]):
+    from rich import box
+    from rich.table import Table
+
+    folders = {str(Path(display_name(r.model)).parent) for r in results}
+    common = folders.pop() if len(folders) == 1 else None  # one folder: say it once, in the title
+    title = "latency ms, peak RSS MiB (+ the model's share)" + (f" - {common}" if common else "")
+    header = ("model", "runtime", "precision", "threads", "runs", "p50", "p90", "mean±std", "min", "init", "first",
+              "peak RSS")
+    rows = []
+    for r in results:
+        lat = r.latency_ms
+        runtime = r.runtime if r.xnnpack is None else f"{r.runtime}{'+xnnpack' if r.xnnpack else ' no-xnnpack'}"
+        rows.append((Path(r.model).name if common else display_name(r.model), runtime, r.precision,
+                     str(r.threads), str(r.runs), f"{lat.p50:.3f}", f"{lat.p90:.3f}",
+                     f"{lat.mean:.3f}±{lat.std:.3f}", f"{lat.min:.3f}", f"{r.init_ms:.1f}", f"{r.first_ms:.2f}",
+                     f"{r.peak_rss_mb:.0f} (+{r.model_rss_mb:.0f})"))
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, col in enumerate(header):
+        if col == "model":  # on a narrow terminal the model path folds; numbers keep their full width
+            table.add_column(col, overflow="fold", min_width=12)
+        else:
+            width = max(len(col), *(len(row[i]) for row in rows))
+            table.add_column(col, justify="left" if col in ("runtime", "precision") else "right",
+                             min_width=width, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+__all__ = ["run_benchmark", "find_models", "check_device", "results_table", "bench_progress", "BenchResult", "LatencyStats", "InputsInfo", "SCHEMA_VERSION",
+           "DEVICES"]

@@ -1,0 +1,670 @@
+"""What report.md and report.html show, computed once from report.json, and the writing of the three files.
+
+    from mnetdeploy.report.render import write_report
+    write_report("artifacts/v2_0.35_96")      # -> report.json, report.md, report.html in that directory
+
+Both renderings are drawn from the same `Section`s (tables of already-formatted cells plus notes), so a number
+reads identically in the Markdown and in the HTML. Sections that were not measured yet say "not measured" and
+name the command that fills them; a hand-edited or partial report.json renders what it has instead of crashing.
+Text in notes may mark commands and paths with `backticks` (code in both renderings).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DASH = "—"
+FORMAT_ORDER = {"keras": 0, "tflite": 1, "onnx": 2}
+PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 2, "dynamic": 3, "int16x8": 4, "int8": 5}
+
+
+# ------------------------------------------------------------------------------------------- view model
+
+@dataclass
+class Cell:
+    text: str
+    title: str | None = None        # HTML tooltip: the exact value behind a rounded one (bytes, full hash)
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    numeric: list[bool]             # right-aligned columns
+    rows: list[list[Cell]]
+
+
+@dataclass
+class Section:
+    key: str                        # HTML anchor
+    title: str
+    table: Table | None = None
+    notes: list[str] = field(default_factory=list)
+    missing: str | None = None      # shown instead of the table: what is missing and the command that fills it
+    bullets: list[str] = field(default_factory=list)  # e.g. warnings
+
+
+def make_table(columns: list[tuple[str, bool]], rows: list[list[Any]]) -> Table:
+    """`columns` as (name, numeric); cells as str or Cell."""
+    cells = [[c if isinstance(c, Cell) else Cell(str(c)) for c in row] for row in rows]
+    return Table([name for name, _ in columns], [num for _, num in columns], cells)
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+def _num(x: Any) -> float | None:
+    """A finite number or None (reports may hold nulls, and a hand-edited one anything)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def fmt(x: Any, digits: int = 3, suffix: str = "") -> str:
+    v = _num(x)
+    return DASH if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def fmt_int(x: Any) -> str:
+    v = _num(x)
+    return DASH if v is None else f"{int(v):,}"
+
+
+def fmt_size(n: Any) -> Cell:
+    """Binary units (what `ls -lh` shows), the exact byte count in the tooltip."""
+    v = _num(n)
+    if v is None:
+        return Cell(DASH)
+    text = f"{v / 1024:.1f} KiB" if v < 1024 * 1024 else f"{v / 1024 / 1024:.2f} MiB"
+    return Cell(text, f"{int(v):,} bytes")
+
+
+def fmt_millions(x: Any) -> Cell:
+    v = _num(x)
+    return Cell(DASH) if v is None else Cell(f"{v / 1e6:.2f} M", f"{int(v):,}")
+
+
+def short_hash(h: Any, n: int = 12) -> Cell:
+    return Cell(str(h)[:n], str(h)) if h else Cell(DASH)
+
+
+def fmt_ms(x: Any) -> str:
+    """Latency statistics: 3 decimals everywhere (as `mnetdeploy bench` prints them)."""
+    return fmt(x, 3)
+
+
+def quote(path: Any) -> str:
+    return shlex.quote(str(path))
+
+
+# ------------------------------------------------------------------------------------------ report access
+
+def artifacts(report: dict) -> list[dict]:
+    return [a for a in report.get("artifacts") or [] if isinstance(a, dict) and a.get("file")]
+
+
+def artifact_by_file(report: dict) -> dict[str, dict]:
+    return {a["file"]: a for a in artifacts(report)}
+
+
+def _order(fmt_name: Any, precision: Any) -> tuple[int, int]:
+    return FORMAT_ORDER.get(str(fmt_name), 9), PRECISION_ORDER.get(str(precision), 9)
+
+
+def runtime_label(r: dict) -> str:
+    runtime = str(r.get("runtime") or DASH)
+    if r.get("xnnpack") is True:
+        return f"{runtime}+xnnpack"
+    if r.get("xnnpack") is False:
+        return f"{runtime} no-xnnpack"
+    return runtime
+
+
+def latency_rows(report: dict) -> list[dict]:
+    """Bench results with a latency summary, ordered by device, runtime, threads, then format and precision."""
+    rows = [r for r in report.get("latency") or [] if isinstance(r, dict) and isinstance(r.get("latency_ms"), dict)]
+    return sorted(rows, key=lambda r: (str(r.get("device")), runtime_label(r), _num(r.get("threads")) or 0,
+                                       *_order(r.get("format"), r.get("precision")), str(r.get("model"))))
+
+
+def group_key(r: dict) -> tuple:
+    """What must match for two latencies to be compared directly."""
+    return (r.get("device"), r.get("runtime"), r.get("xnnpack"), r.get("threads"), r.get("format"))
+
+
+def accuracy_rows(report: dict) -> list[dict]:
+    rows = [r for r in report.get("accuracy") or [] if isinstance(r, dict) and r.get("model")]
+    return sorted(rows, key=lambda r: (_data_hash(r), not r.get("reference"), *_order(r.get("format"),
+                                                                                       r.get("precision")),
+                                       str(r.get("model"))))
+
+
+def _data_hash(r: dict) -> str:
+    return str((r.get("data") or {}).get("hash") or "")
+
+
+def top1_by_file(report: dict) -> dict[str, dict]:
+    """Per model file, its accuracy record on the largest evaluated image set (the most trustworthy one)."""
+    best: dict[str, dict] = {}
+    for r in accuracy_rows(report):
+        name = str(r["model"])
+        if _num(r.get("top1")) is not None and (name not in best or (r.get("n") or 0) > (best[name].get("n") or 0)):
+            best[name] = r
+    return best
+
+
+def _references(rows: list[dict]) -> dict[str, dict]:
+    """Per evaluated image set, the reference row: the one eval compared against, else Keras, else fp32."""
+    refs: dict[str, dict] = {}
+    for r in rows:
+        h = _data_hash(r)
+        rank = 0 if r.get("reference") else 1 if r.get("format") == "keras" else 2 if r.get("precision") == "fp32" else 9
+        if rank < 9 and (h not in refs or rank < refs[h][0]):
+            refs[h] = (rank, r)
+    return {h: r for h, (_, r) in refs.items()}
+
+
+def wilson_interval(top1: Any, n: Any) -> tuple[float, float] | None:
+    """95 % Wilson score interval (percent) of a top-1 percentage measured on n images; unlike the normal
+    approximation it stays honest at 0 % and 100 % and for small n."""
+    p, n = _num(top1), _num(n)
+    if p is None or not n or n < 1:
+        return None
+    p, z = min(max(p / 100.0, 0.0), 1.0), 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100.0 * max(centre - half, 0.0), 100.0 * min(centre + half, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ header
+
+def title(report: dict) -> str:
+    return str(report.get("name") or Path(str(report.get("artifact_dir") or "model")).name)
+
+
+def model_line(report: dict) -> str:
+    m = report.get("model") or {}
+    res = m.get("resolution")
+    parts = [f"MobileNet {m.get('arch', '?')}", f"α {m.get('alpha', '?')}",
+             f"{res}×{res}" if res else "resolution ?", f"{m.get('classes', '?')} classes"]
+    return " · ".join(parts)
+
+
+def weights_text(weights: Any) -> str:
+    if not isinstance(weights, dict):
+        return "unknown"
+    if not weights.get("source"):
+        seed = f", seed {weights['seed']}" if weights.get("seed") is not None else ""
+        return f"random initialisation: {weights.get('init', 'no trained weights')}{seed}"
+    sha = f", sha256 {str(weights['sha256'])[:12]}" if weights.get("sha256") else ""
+    return f"{weights['source']} ({weights.get('file') or '?'}{sha})"
+
+
+def header_facts(report: dict) -> list[tuple[str, Cell]]:
+    """(label, value) pairs under the title: the model, the tool, and the machine the latencies come from."""
+    m = report.get("model") or {}
+    params, deploy = fmt_int(m.get("params")), fmt_int(m.get("deploy_params"))
+    facts = [
+        ("model", Cell(model_line(report))),
+        ("params", Cell(f"{params} (Keras count, incl. batch-norm statistics)")),
+        ("deploy params", Cell(f"{deploy} (after batch-norm folding)")),
+        ("MACs", Cell(f"{fmt_millions(m.get('macs')).text} per image", fmt_int(m.get("macs")))),
+        ("weights", Cell(weights_text(m.get("weights")))),
+        ("tool", Cell(f"mnetdeploy {report.get('tool_version', '?')}")),
+        ("generated", Cell(str(report.get("generated") or DASH))),
+        ("artifact dir", Cell(str(report.get("artifact_dir") or DASH))),
+    ]
+    stamps = sorted(str(r["timestamp"]) for r in latency_rows(report) if r.get("timestamp"))
+    if stamps:
+        facts.append(("benchmarked", Cell(stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} … {stamps[-1]}")))
+    env = report.get("environment")
+    if not isinstance(env, dict):
+        facts.append(("environment", Cell("not recorded (no benchmark yet)")))
+        return facts
+    facts += environment_facts(env)
+    return facts
+
+
+def environment_facts(env: dict) -> list[tuple[str, Cell]]:
+    affinity = env.get("cpu_affinity")
+    cores = fmt_int(env.get("cpu_count"))
+    if isinstance(affinity, list) and affinity and len(affinity) != env.get("cpu_count"):
+        cores += f" ({len(affinity)} usable: {','.join(map(str, affinity))})"
+    governor = (env.get("cpufreq") or {}).get("governor")
+    if isinstance(governor, list):
+        governor = "mixed: " + ", ".join(map(str, governor))
+    load = env.get("load_average")
+    packages = env.get("packages") or {}
+    runtimes = ", ".join(f"{k} {v}" for k, v in packages.items() if v and k != "mnetdeploy")
+    return [
+        ("CPU", Cell(str(env.get("cpu_model") or "unknown"), str(env.get("machine") or ""))),
+        ("cores", Cell(cores)),
+        ("governor", Cell(str(governor) if governor else "not exposed (VM/container)")),
+        ("load average", Cell(" / ".join(f"{x:g}" for x in load) + " (1/5/15 min)" if isinstance(load, list)
+                              else DASH)),
+        ("runtimes", Cell(f"{runtimes}; Python {env.get('python', '?')}")),
+        ("OS", Cell(str(env.get("os") or DASH), f"host {env.get('hostname', '?')}")),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+def sections(report: dict) -> list[Section]:
+    # Warnings first: they qualify every number below them.
+    return [warnings_section(report), artifacts_section(report), accuracy_section(report),
+            latency_section(report), calibration_section(report)]
+
+
+def artifacts_section(report: dict) -> Section:
+    items = sorted(artifacts(report), key=lambda a: (*_order(a.get("format"), a.get("precision")), a["file"]))
+    if not items:
+        return Section("artifacts", "Artifacts", missing=f"no model files in the directory; run `mnetdeploy build` "
+                                                        f"(report.json lists what was there when it was assembled)")
+    fp32_bytes = {a.get("format"): a.get("bytes") for a in items if a.get("precision") == "fp32"}
+    rows, unvalidated = [], []
+    for a in items:
+        base = _num(fp32_bytes.get(a.get("format")))
+        ratio = (f"{a['bytes'] / base:.2f}×" if base and _num(a.get("bytes")) is not None
+                 and a.get("precision") != "fp32" else DASH)
+        v = a.get("validation") if isinstance(a.get("validation"), dict) else None
+        if a.get("format") == "keras":
+            diff = cos = agree = Cell("reference")
+        elif v:
+            diff = Cell(_sci(v.get("max_abs_diff")))
+            cos = Cell(fmt(v.get("cosine"), 6))
+            agree = Cell(fmt(v.get("top1_agreement"), 1, " %"),
+                         f"over {v.get('n', '?')} {v.get('images') or 'inputs'}" if v.get("n") else None)
+        else:
+            diff = cos = agree = Cell(DASH)
+            unvalidated.append(a["file"])
+        rows.append([a["file"], a.get("format", DASH), a.get("precision", DASH), fmt_size(a.get("bytes")),
+                     Cell(fmt_int(a.get("bytes"))), ratio, short_hash(a.get("sha256")), diff, cos, agree])
+    notes = []
+    if unvalidated:
+        notes.append(f"{DASH}: no validation against Keras recorded for {', '.join(unvalidated)} (validation is "
+                     "recorded by the export/quantize step; the accuracy table's agreement column compares "
+                     "outputs on images).")
+    return Section("artifacts", "Artifacts", make_table(
+        [("file", False), ("format", False), ("precision", False), ("size", True), ("bytes", True),
+         ("vs fp32", True), ("sha256", False), ("max |Δ| vs Keras", True), ("cosine", True),
+         ("top-1 agree", True)], rows), notes=notes)
+
+
+def _sci(x: Any) -> str:
+    v = _num(x)
+    return DASH if v is None else f"{v:.2e}"
+
+
+def accuracy_section(report: dict) -> Section:
+    rows = accuracy_rows(report)
+    if not rows:
+        files = " ".join(quote(Path(str(report.get("artifact_dir") or "DIR")) / a["file"])
+                         for a in sorted(artifacts(report), key=lambda a: _order(a.get("format"), a.get("precision"))))
+        return Section("accuracy", "Accuracy", missing=f"not measured: run `mnetdeploy eval "
+                                                      f"{files or 'MODEL...'} --data IMAGE_DIR` (the first model "
+                                                      "is the reference for agreement)")
+    refs = _references(rows)
+    hashes = sorted({_data_hash(r) for r in rows})
+    several = len(hashes) > 1
+    table_rows = []
+    for r in rows:
+        ref = refs.get(_data_hash(r))
+        top1 = _num(r.get("top1"))
+        if ref is r:
+            delta = agree = "reference"
+        else:
+            ref_top1 = _num(ref.get("top1")) if ref else None
+            delta = DASH if top1 is None or ref_top1 is None else f"{top1 - ref_top1:+.2f}"
+            agree = fmt(r.get("agreement_top1"), 2, " %")
+        row = [r["model"], r.get("precision", DASH), fmt_int(r.get("n")), fmt(r.get("top1"), 2, " %"),
+               fmt(r.get("top5"), 2, " %"), delta, agree, fmt(r.get("cosine"), 5)]
+        if several:
+            row.append(short_hash(_data_hash(r), 8))
+        table_rows.append(row)
+    columns = [("model", False), ("precision", False), ("n", True), ("top-1", True), ("top-5", True),
+               ("Δ top-1 vs ref (pt)", True), ("top-1 agreement", True), ("cosine", True)]
+    if several:
+        columns.append(("data", False))
+    notes = [_data_note(r) for r in {_data_hash(r): r for r in rows}.values()]
+    smallest = min(rows, key=lambda r: r.get("n") or 0)
+    interval = wilson_interval(smallest.get("top1"), smallest.get("n"))
+    if interval is not None and interval[1] - interval[0] >= 2.0:
+        notes.append(f"n = {smallest.get('n')} images: top-1 {fmt(smallest.get('top1'), 2, ' %')} of "
+                     f"{smallest['model']} means anything from {interval[0]:.1f} to {interval[1]:.1f} % (95 % "
+                     "Wilson interval); evaluate more images before trusting differences of a few points.")
+    return Section("accuracy", "Accuracy", make_table(columns, table_rows), notes=notes)
+
+
+def _data_note(r: dict) -> str:
+    d = r.get("data") or {}
+    span = f" ({d['first_file']} … {d['last_file']})" if d.get("first_file") else ""
+    skip = f", skip-first {d['skip_first']}" if d.get("skip_first") else ""
+    return (f"data: `{d.get('dir', '?')}`, {d.get('count', '?')} images{span}{skip}, sha256 "
+            f"{str(d.get('hash') or '?')[:12]}, labels {d.get('labels', '?')}")
+
+
+def latency_section(report: dict) -> Section:
+    rows = latency_rows(report)
+    if not rows:
+        benchable = [a for a in artifacts(report) if a.get("format") in ("tflite", "onnx")]
+        where = quote(report.get("artifact_dir") or "DIR")
+        hint = (f"run `mnetdeploy bench {where}`" if benchable or not artifacts(report) else
+                f"export a .tflite/.onnx model into it, then run `mnetdeploy bench {where}`")
+        return Section("latency", "Latency", missing=f"not measured: {hint}")
+    baselines = {group_key(r): r for r in rows if r.get("precision") == "fp32"}
+    table_rows = []
+    for r in rows:
+        lat = r["latency_ms"]
+        base = baselines.get(group_key(r))
+        if base is r:
+            speedup = Cell("baseline")
+        elif base and _num(lat.get("p50")) and _num(base["latency_ms"].get("p50")):
+            speedup = Cell(f"{base['latency_ms']['p50'] / lat['p50']:.2f}×",
+                           f"p50 of {base.get('model')} / p50 of {r.get('model')}")
+        else:
+            speedup = Cell(DASH, "no fp32 model of this format measured with the same device/runtime/threads")
+        rss = fmt(r.get("peak_rss_mb"), 0)
+        if _num(r.get("model_rss_mb")) is not None:
+            rss += f" (+{r['model_rss_mb']:.0f})"
+        mean_std = (f"{fmt_ms(lat.get('mean'))} ± {fmt_ms(lat.get('std'))}"
+                    if _num(lat.get("mean")) is not None else DASH)
+        table_rows.append([Path(str(r.get("model"))).name, r.get("precision", DASH), r.get("device", DASH),
+                           runtime_label(r), fmt_int(r.get("threads")), fmt_int(r.get("runs")),
+                           fmt_ms(lat.get("p50")), fmt_ms(lat.get("p90")), fmt_ms(lat.get("p99")), mean_std,
+                           fmt_ms(lat.get("min")), fmt(r.get("init_ms"), 1), fmt(r.get("first_ms"), 2), rss,
+                           speedup])
+    columns = [("model", False), ("precision", False), ("device", False), ("runtime", False), ("threads", True),
+               ("runs", True), ("p50", True), ("p90", True), ("p99", True), ("mean ± std", True), ("min", True),
+               ("init", True), ("first", True), ("peak RSS MiB (+model)", True), ("speed-up vs fp32", True)]
+    notes = ["milliseconds per inference (batch 1); init = load + allocate; first = the first inference; "
+             "speed-up = fp32 p50 / p50 against the fp32 model of the same format, device, runtime and threads."]
+    return Section("latency", "Latency", make_table(columns, table_rows), notes=notes)
+
+
+def calibration_section(report: dict) -> Section:
+    integer = [a["file"] for a in artifacts(report) if a.get("precision") in ("int8", "int16x8")]
+    per_file = {a["file"]: a["calibration"] for a in artifacts(report) if isinstance(a.get("calibration"), dict)}
+    if not per_file and isinstance(report.get("calibration"), dict):
+        per_file = {"(all quantized models)": report["calibration"]}
+    if not per_file:
+        text = (f"not recorded: the calibration set behind {', '.join(integer)} is unknown (only models made by "
+                "mnetdeploy's quantize step record theirs)" if integer else
+                "not applicable: no integer-quantized model in this directory")
+        return Section("calibration", "Calibration", missing=text)
+    rows = []
+    for name, c in per_file.items():
+        rows.append([name, c.get("source", DASH), c.get("directory") or DASH, fmt_int(c.get("count")),
+                     short_hash(c.get("content_hash"))])
+    return Section("calibration", "Calibration", make_table(
+        [("model", False), ("source", False), ("directory", False), ("images", True), ("content sha256", False)],
+        rows))
+
+
+def warnings_section(report: dict) -> Section:
+    items = report_warnings(report)
+    if not items:
+        return Section("warnings", "Warnings", notes=["none"])
+    return Section("warnings", "Warnings", bullets=items)
+
+
+def report_warnings(report: dict) -> list[str]:
+    """Everything that makes a number in this report less trustworthy than it looks."""
+    out: list[str] = []
+    weights = (report.get("model") or {}).get("weights")
+    if isinstance(weights, dict) and not weights.get("source"):
+        out.append("the model has random weights (no trained weights given): accuracy is at chance level; "
+                   "the numbers show the deployment pipeline, not a usable classifier")
+    by_text: dict[str, list[str]] = {}
+    random_inputs, stale = [], []
+    current = artifact_by_file(report)
+    several_threads = len({r.get("threads") for r in latency_rows(report)}) > 1
+    for r in latency_rows(report):
+        name = Path(str(r.get("model"))).name
+        run = f"{name} @ {r.get('threads')} thread{'s' if r.get('threads') != 1 else ''}" if several_threads else name
+        for w in r.get("warnings") or []:
+            by_text.setdefault(str(w), []).append(run)
+        if (r.get("inputs") or {}).get("kind") == "random":
+            random_inputs.append(name)
+        measured = ((r.get("environment") or {}).get("model") or {}).get("sha256")
+        if name not in current:
+            stale.append(f"{name}: benchmarked, but the file is no longer in the directory")
+        elif measured and measured != current[name].get("sha256"):
+            stale.append(f"{name}: the file changed after it was benchmarked (sha256 {measured[:12]} then, "
+                         f"{str(current[name].get('sha256'))[:12]} now); re-run `mnetdeploy bench`")
+    out += sorted(set(stale))
+    for text, names in by_text.items():
+        out.append(f"bench ({', '.join(_unique(names))}): {text}")
+    if random_inputs:
+        out.append(f"latency of {', '.join(_unique(random_inputs))} measured on seeded random inputs, not images "
+                   "(pass `--inputs IMAGE_DIR` to `mnetdeploy bench` to time real data)")
+    machines = {((r.get("environment") or {}).get("hostname"), (r.get("environment") or {}).get("cpu_model"))
+                for r in latency_rows(report) if r.get("environment")}
+    if len(machines) > 1:
+        out.append(f"latencies come from {len(machines)} different machines: "
+                   + "; ".join(f"{h} ({c})" for h, c in sorted(machines, key=str)) + "; compare rows with care")
+    for a in artifacts(report):
+        c = a.get("calibration")
+        if isinstance(c, dict):
+            if c.get("source") == "synthetic":
+                out.append(f"{a['file']}: calibrated on SYNTHETIC images; int8 ranges fit real photos badly")
+            for w in c.get("warnings") or []:
+                out.append(f"{a['file']} calibration: {w}")
+    for r in accuracy_rows(report):
+        d = r.get("data") or {}
+        if d.get("skipped"):
+            out.append(f"eval of {r['model']}: {d['skipped']} unreadable image(s) skipped")
+    return _unique(out)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# ---------------------------------------------------------------------------------------- comparisons
+
+def labels_for(reports: list[dict]) -> list[str]:
+    """A display name per report; the same model name twice gets its directory's parent to tell them apart."""
+    names = [title(r) for r in reports]
+    out = []
+    for name, r in zip(names, reports):
+        if names.count(name) > 1:
+            parent = Path(str(r.get("artifact_dir") or "?")).parent.name or "?"
+            name = f"{name} ({parent})"
+        out.append(name)
+    if len(set(out)) < len(out):
+        out = [f"{name} #{i + 1}" for i, name in enumerate(out)]
+    return out
+
+
+def comparison_rows(reports: list[dict], labels: list[str]) -> list[dict]:
+    """One row per latency measurement across models, with the model's size and top-1."""
+    out = []
+    for label, report in zip(labels, reports):
+        files, accuracy = artifact_by_file(report), top1_by_file(report)
+        for r in latency_rows(report):
+            name = Path(str(r.get("model"))).name
+            acc = accuracy.get(name) or {}
+            out.append({"label": label, "file": name, "precision": r.get("precision"), "device": r.get("device"),
+                        "runtime": runtime_label(r), "threads": r.get("threads"),
+                        "bytes": (files.get(name) or {}).get("bytes"), "p50": _num(r["latency_ms"].get("p50")),
+                        "p90": _num(r["latency_ms"].get("p90")), "top1": _num(acc.get("top1")),
+                        "top5": _num(acc.get("top5")), "data_hash": _data_hash(acc) if acc else None})
+    return sorted(out, key=lambda x: (str(x["device"]), x["runtime"], _num(x["threads"]) or 0,
+                                      x["p50"] if x["p50"] is not None else math.inf))
+
+
+def pareto(rows: list[dict]) -> set[int]:
+    """Indices of rows no other row beats on both p50 and top-1, among rows measured under the same
+    device/runtime/threads (only those are comparable)."""
+    best = set()
+    for i, a in enumerate(rows):
+        if a["p50"] is None or a["top1"] is None:
+            continue
+        peers = [b for b in rows if (b["device"], b["runtime"], b["threads"]) == (a["device"], a["runtime"], a["threads"])
+                 and b["p50"] is not None and b["top1"] is not None]
+        if not any(b["p50"] <= a["p50"] and b["top1"] >= a["top1"] and (b["p50"] < a["p50"] or b["top1"] > a["top1"])
+                   for b in peers):
+            best.add(i)
+    return best
+
+
+def comparison_sections(reports: list[dict], labels: list[str]) -> list[Section]:
+    model_rows = []
+    for label, r in zip(labels, reports):
+        m = r.get("model") or {}
+        weights = m.get("weights")
+        trained = "random" if isinstance(weights, dict) and not weights.get("source") else (
+            str(weights.get("source")) if isinstance(weights, dict) else "?")
+        model_rows.append([label, m.get("arch", DASH), str(m.get("alpha", DASH)), str(m.get("resolution", DASH)),
+                           fmt_int(m.get("params")), fmt_millions(m.get("macs")), trained,
+                           fmt_int(len(artifacts(r))), fmt_int(len(latency_rows(r))), fmt_int(len(accuracy_rows(r)))])
+    models = Section("models", "Models", make_table(
+        [("model", False), ("arch", False), ("α", True), ("res", True), ("params", True), ("MACs", True),
+         ("weights", False), ("files", True), ("latencies", True), ("accuracies", True)], model_rows))
+
+    rows = comparison_rows(reports, labels)
+    if not rows:
+        trade = Section("tradeoff", "Speed / size / accuracy", missing="not measured: none of these models has a "
+                        "latency yet; run `mnetdeploy bench DIR` on their directories")
+        return [models, trade, comparison_warnings(reports, labels)]
+    front = pareto(rows)
+    table_rows = [[("★ " if i in front else "") + x["label"], x["file"], x["precision"] or DASH, x["device"] or DASH,
+                   x["runtime"], fmt_int(x["threads"]), fmt_size(x["bytes"]), fmt_ms(x["p50"]), fmt_ms(x["p90"]),
+                   fmt(x["top1"], 2, " %"), fmt(x["top5"], 2, " %")] for i, x in enumerate(rows)]
+    notes = ["sorted by p50 within each device/runtime/threads; ★ = Pareto-optimal: no other row measured under "
+             "the same device/runtime/threads is at least as fast and as accurate (and better in one)"] if front else [
+             "sorted by p50 within each device/runtime/threads"]
+    trade = Section("tradeoff", "Speed / size / accuracy", make_table(
+        [("model", False), ("file", False), ("precision", False), ("device", False), ("runtime", False),
+         ("threads", True), ("size", True), ("p50 ms", True), ("p90 ms", True), ("top-1", True), ("top-5", True)],
+        table_rows), notes=notes)
+    return [models, trade, comparison_warnings(reports, labels)]
+
+
+def comparison_warnings(reports: list[dict], labels: list[str]) -> Section:
+    out = []
+    data = {h for r in comparison_rows(reports, labels) if (h := r["data_hash"])}
+    if len(data) > 1:
+        out.append(f"top-1 comes from {len(data)} different image sets: accuracies across models are not "
+                   "directly comparable; evaluate all of them on the same --data")
+    machines = {((r.get("environment") or {}).get("hostname"), (r.get("environment") or {}).get("cpu_model"))
+                for rep in reports for r in latency_rows(rep) if r.get("environment")}
+    if len(machines) > 1:
+        out.append(f"latencies come from {len(machines)} different machines; compare rows measured on the same one")
+    for label, r in zip(labels, reports):
+        n = len(report_warnings(r))
+        if n:
+            out.append(f"{label}: {n} warning(s) of its own (see its report)")
+    return Section("comparison-warnings", "Warnings", bullets=out) if out else Section(
+        "comparison-warnings", "Warnings", notes=["none"])
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def render_markdown(report: dict) -> str:
+    from mnetdeploy.report.markdown import render_markdown as render
+
+    return render(report)
+
+
+def render_html(reports: list[dict]) -> str:
+    from mnetdeploy.report.html import render_html as render
+
+    return render(reports)
+
+
+def render_files(report: dict, json_path: str | Path) -> list[Path]:
+    """report.md and report.html next to `json_path` (same stem), from the report alone (no rebuild)."""
+    from mnetdeploy.fsutil import write_text
+
+    json_path = Path(json_path)
+    md, page = json_path.with_suffix(".md"), json_path.with_suffix(".html")
+    write_text(md, render_markdown(report))
+    write_text(page, render_html([report]))
+    return [md, page]
+
+
+def write_report(artifact_dir: str | Path) -> Path:
+    """Assemble report.json from what the steps recorded in `artifact_dir` and write it with report.md and
+    report.html (each atomically). Returns the path of report.json."""
+    from mnetdeploy.fsutil import write_json
+    from mnetdeploy.report.collect import REPORT_JSON, build_report
+
+    report = build_report(artifact_dir)
+    path = Path(report["artifact_dir"]) / REPORT_JSON
+    write_json(path, report)
+    render_files(report, path)
+    return path
+
+
+def write_comparison(reports: list[dict], out_dir: str | Path) -> list[Path]:
+    """comparison.md and comparison.html of several reports in `out_dir`."""
+    from mnetdeploy.fsutil import write_text
+    from mnetdeploy.report.markdown import render_comparison_markdown
+
+    out = Path(out_dir)
+    md, page = out / "comparison.md", out / "comparison.html"
+    write_text(md, render_comparison_markdown(reports))
+    write_text(page, render_html(reports))
+    return [md, page]
+
+
+@dataclass
+class Rendered:
+    report: dict
+    json_path: Path
+    rebuilt: bool                   # assembled afresh from the artifact directory (else re-rendered from JSON)
+    files: list[Path] = field(default_factory=list)
+
+
+def gather_reports(targets: list[str | Path]) -> list[Rendered]:
+    """The report of each target, in order, nothing written yet: an artifact directory is assembled afresh,
+    a report.json (or a directory holding only one) is read as it is. Bad targets raise UserError before any
+    file is written."""
+    from mnetdeploy.artifacts import SUMMARY
+    from mnetdeploy.errors import UserError
+    from mnetdeploy.report.collect import REPORT_JSON, build_report, load_report
+
+    if not targets:
+        raise UserError("report: no input; pass artifact directories or report.json files")
+    out: list[Rendered] = []
+    seen: set[Path] = set()
+    for target in targets:
+        path = Path(target)
+        key = path.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        if path.is_dir() and (path / SUMMARY).is_file():
+            report = build_report(path)
+            out.append(Rendered(report, Path(report["artifact_dir"]) / REPORT_JSON, True))
+        elif path.is_dir() and (path / REPORT_JSON).is_file():
+            out.append(Rendered(load_report(path / REPORT_JSON), path / REPORT_JSON, False))
+        elif path.is_dir():
+            raise UserError(f"{path}: not a mnetdeploy artifact directory (no {SUMMARY}) and no {REPORT_JSON}; "
+                            "pass the directory `mnetdeploy build` printed, or a report.json")
+        elif path.is_file():
+            if path.suffix.lower() != ".json":
+                raise UserError(f"{path}: expected an artifact directory or a report.json, not a "
+                                f"{path.suffix or 'suffix-less'} file; pass its directory instead")
+            out.append(Rendered(load_report(path), path, False))
+        else:
+            raise UserError(f"{path}: no such artifact directory or report.json")
+    return out
+
+
+def write_reports(targets: list[str | Path], out_dir: str | Path = "reports") -> tuple[list[Rendered], list[Path]]:
+    """`mnetdeploy report`: (re)write report.json (assembled targets only), report.md and report.html per
+    target; with several targets also comparison.md and comparison.html in `out_dir`."""
+    from mnetdeploy.fsutil import write_json
+
+    items = gather_reports(targets)
+    for item in items:
+        if item.rebuilt:
+            write_json(item.json_path, item.report)
+            item.files.append(item.json_path)
+        item.files += render_files(item.report, item.json_path)
+    comparison = write_comparison([i.report for i in items], out_dir) if len(items) > 1 else []
+    return items, comparison
