@@ -89,10 +89,59 @@ class ModelConfig(_Strict):
         return name
 
 
+class QuantizeConfig(_Strict):
+    """What `mnetdeploy run` exports and how it calibrates (see `mnetdeploy quantize --help`)."""
+
+    calib: str | None = Field(None, description="calibration image folder; None: calibration/default.yaml")
+    num_calib: int = Field(100, ge=1, le=100_000)
+    seed: int = Field(0, ge=0)
+    formats: list[Literal["tflite", "onnx"]] = Field(default_factory=lambda: ["tflite", "onnx"], min_length=1)
+    precisions: list[Literal["fp32", "fp16", "dynamic", "int8"]] = Field(
+        default_factory=lambda: ["fp32", "int8"], min_length=1)
+    io: Literal["float", "int8", "uint8"] = "int8"
+    onnx_calib: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
+class EvalConfig(_Strict):
+    """Accuracy measurement; skipped when `data` is None or the folder is absent."""
+
+    data: str | None = Field(None, description="labelled image folder (ImageFolder or with labels.csv)")
+    labels: str | None = None
+    label_offset: Literal["auto", "0", "1"] = "auto"
+    skip_first: int = Field(0, ge=0, description="skip the first N images by name (e.g. the calibration ones)")
+    limit: int | None = Field(None, ge=1)
+
+
+class BenchConfig(_Strict):
+    devices: list[str] = Field(default_factory=lambda: ["host"], min_length=1)
+    threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    warmup: int = Field(10, ge=0)
+    runs: int = Field(50, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    inputs: str | None = Field(None, description="image folder to time real inputs; None: seeded random")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: list[int]) -> list[int]:
+        if any(t < 1 for t in v):
+            raise ValueError(f"threads must be >= 1 (got {v})")
+        return v
+
+
+class GateConfig(_Strict):
+    budgets: str | None = Field(None, description="budgets YAML; None: no gate")
+    baseline: str | None = Field(None, description="baseline report.json for the regression check")
+    junit: str | None = Field(None, description="write JUnit XML here")
+
+
 class Config(_Strict):
     name: str | None = Field(None, description="artifact directory name; default from arch, alpha, resolution")
     output: str = Field("artifacts", description="parent folder of artifact directories")
     model: ModelConfig = Field(default_factory=ModelConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
     @field_validator("name")
     @classmethod

@@ -62,7 +62,7 @@ def build_report(artifact_dir: str | Path) -> dict[str, Any]:
         "artifacts": [_artifact(path, quantized.get(path.name)) for path in _model_files(directory)],
         "accuracy": load_results(directory, "eval"),
         "latency": latency,
-        "calibration": next((q.get("calibration") for q in quantized.values() if q.get("calibration")), None),
+        "calibration": next((q["calibration"] for q in quantized.values() if q.get("calibration")), None),
         "environment": newest.get("environment") if newest else None,
     }
 
@@ -74,13 +74,28 @@ def _model_files(directory: Path) -> list[Path]:
 
 
 def _quantization_records(directory: Path) -> dict[str, dict[str, Any]]:
-    """Per exported file: precision, validation and calibration, as the quantize step recorded them."""
-    records = {}
-    for name, entry in read_manifest(directory).get("steps", {}).items():
-        meta = entry.get("artifact")
-        if meta and "file" in meta:
-            records[meta["file"]] = meta
-    return records
+    """Per exported file: precision, validation against Keras and calibration, from the quantize step's
+    record (`quantize.json`, written by mnetdeploy.quantize.pipeline)."""
+    from mnetdeploy.quantize.pipeline import REPORT as QUANTIZE_JSON
+
+    path = directory / QUANTIZE_JSON
+    if not path.is_file():
+        return {}
+    record = read_json(path)
+    calibration = record.get("calibration")
+    if calibration:
+        calibration = {k: v for k, v in calibration.items() if k != "files"}  # the hash names them
+    out = {}
+    for artifact in record.get("artifacts", []):
+        validation = artifact.get("check")
+        out[artifact["file"]] = {
+            "precision": artifact.get("precision"),
+            "validation": validation,
+            "calibration": calibration if artifact.get("precision") == "int8" else None,
+            "io": artifact.get("io"),
+            "keep_float": artifact.get("keep_float"),
+        }
+    return out
 
 
 def _artifact(path: Path, record: dict[str, Any] | None) -> dict[str, Any]:
@@ -95,6 +110,8 @@ def _artifact(path: Path, record: dict[str, Any] | None) -> dict[str, Any]:
         "sha256": sha256_file(path),
         "validation": record.get("validation"),
         "calibration": record.get("calibration"),
+        "io": record.get("io"),
+        "keep_float": record.get("keep_float") or [],
     }
 
 

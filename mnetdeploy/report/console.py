@@ -60,3 +60,14 @@ def print_model_summary(console: Console, summary: dict[str, Any]) -> None:
     console.print(layer_table(summary))
     for line in totals_lines(summary):
         console.print(line)
+
+
+def pipeline_table(steps) -> Table:
+    """One row per `mnetdeploy run` step: what happened and how long it took."""
+    t = Table(title="mnetdeploy run", header_style="bold")
+    for col in ("step", "status", "seconds", "detail"):
+        t.add_column(col, justify="right" if col == "seconds" else "left")
+    for s in steps:
+        colour = {"ran": "green", "reused": "cyan", "skipped": "dim", "failed": "red"}.get(s.status, "")
+        t.add_row(s.name, f"[{colour}]{s.status}[/]" if colour else s.status, f"{s.seconds:.1f}", s.detail)
+    return t
