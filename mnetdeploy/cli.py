@@ -160,7 +160,8 @@ def _eval_table(results):
 @cli.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @click.option("--device", default="host", show_default=True,
-              help="Where to run. Only 'host' (this machine) for now.")
+              help="host (this machine), android[:SERIAL] (benchmark_model over adb), adb-linux[:SERIAL] or "
+                   "ssh://[USER@]HOST[:PORT] (Linux boards: the Python runner, or benchmark_model if given).")
 @click.option("--runtime", type=click.Choice(["auto", "litert", "onnxruntime"]), default="auto", show_default=True,
               help="auto: .tflite on LiteRT, .onnx on ONNX Runtime. Naming one keeps only its models in directories.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -177,24 +178,50 @@ def _eval_table(results):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print a list of results as JSON on stdout.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the JSON list to FILE (atomically).")
-def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpack, inputs, seed, as_json, out):
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+              help="Device: LiteRT's benchmark_model built for it (e.g. android_aarch64_benchmark_model).")
+@click.option("--serial", envvar="ANDROID_SERIAL", help="Device: adb serial (default $ANDROID_SERIAL, else the only one).")
+@click.option("--adb", "adb_path", envvar="ADB", help="Device: the adb client (default $ADB, else adb on PATH).")
+@click.option("--adb-server", metavar="HOST:PORT",
+              help="Device: a (remote) adb server, as adb -H HOST -P PORT (default: $ANDROID_ADB_SERVER_PORT).")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+              help="Device: passed to ssh as -o KEY=VALUE (repeatable), e.g. IdentityFile=~/.ssh/board.")
+@click.option("--trials", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Device: repeat the benchmark K times (each after cool-down); K trial medians form samples_ms.")
+@click.option("--cpu-mask", metavar="HEX|none", help="Device: taskset mask (default: the big cores).")
+@click.option("--max-temp", type=click.FloatRange(min=0, min_open=True), default=45.0, show_default=True,
+              help="Device: wait before each trial until the CPU thermal zones are at most this many °C ...")
+@click.option("--cool-timeout", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="... for at most this many seconds (a device still hot is a warning in the result).")
+@click.option("--use-gpu", is_flag=True, help="Device: benchmark_model --use_gpu=true.")
+@click.option("--use-nnapi", is_flag=True, help="Device: benchmark_model --use_nnapi=true.")
+@click.option("--keep", is_flag=True, help="Device: keep the model on the device (the tool stays cached anyway).")
+@click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Device: seconds one benchmark run may take before it counts as hung.")
+def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpack, inputs, seed, as_json, out,
+          **device_options):
     """Latency (p50/p90/p99 over every run) and peak memory of .tflite/.onnx MODELS.
 
     MODELS are files or directories (every .tflite/.onnx in them, sorted). Each model runs in a fresh
-    process, so its peak RSS is its own; the environment (CPU, governor, load, versions) is recorded."""
+    process, so its peak RSS is its own; the environment (CPU, governor, load, versions) is recorded.
+
+    \b
+    On a device (--device android, adb-linux, ssh://...): pinned to the big cores, after a thermal
+    cool-down, with the device's facts recorded; see `pydoc mnetdeploy.devices.android`."""
     from mnetdeploy.bench import bench_progress, check_device, find_models, results_table, run_benchmark
     from mnetdeploy.fsutil import write_json
     from mnetdeploy.report.console import stderr_console, stdout_console
     from mnetdeploy.results import store_results
 
     check_device(device)
+    extra = _device_settings(device, device_options)
     paths = find_models(list(models), runtime)
     results = []
     with bench_progress(stderr_console()) as track:
         for path in paths:
             results.append(run_benchmark(path, device=device, progress=track(path), runtime=runtime,
                                          threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds,
-                                         xnnpack=not no_xnnpack, inputs=inputs, seed=seed))
+                                         xnnpack=not no_xnnpack, inputs=inputs, seed=seed, **extra))
     dicts = [r.to_dict() for r in results]
     if out:
         write_json(out, dicts)
@@ -211,6 +238,28 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
         con.print(f"kept in {path}", highlight=False)
     if out:
         con.print(f"wrote {out}")
+
+
+_DEVICE_DEFAULTS = {"benchmark_binary": None, "serial": None, "adb_path": None, "adb_server": None,
+                    "ssh_options": (), "trials": 1, "cpu_mask": None, "max_temp": 45.0, "cool_timeout": 120.0,
+                    "use_gpu": False, "use_nnapi": False, "keep": False, "run_timeout": 600.0}
+
+
+def _device_settings(device: str, options: dict) -> dict:
+    """The bench options that only a device takes, as run_benchmark settings; an error on --device host."""
+    if device == "host":
+        # $ANDROID_SERIAL / $ADB fill --serial / --adb by themselves; only options typed for a device count.
+        ctx = click.get_current_context()
+        given = [name for name, value in options.items() if value != _DEVICE_DEFAULTS[name]
+                 and ctx.get_parameter_source(name) is not click.core.ParameterSource.ENVIRONMENT]
+        if given:
+            flags = ", ".join("--" + name.replace("_path", "").replace("ssh_options", "ssh_option").replace("_", "-")
+                              for name in given)
+            raise UserError(f"{flags}: device options; add --device android (or adb-linux, ssh://HOST)")
+        return {}
+    settings = dict(options, adb=options["adb_path"], ssh_options=tuple(options["ssh_options"]))
+    del settings["adb_path"]
+    return settings
 
 
 @cli.command()
@@ -278,6 +327,137 @@ def report(targets, out_dir, as_json):
             con.print(f"  wrote {path}", highlight=False)
     for path in comparison:
         con.print(f"wrote {path}", highlight=False)
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Redo every step even when its inputs are unchanged.")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps and the gate verdict as JSON on stdout.")
+def run(config, force, as_json):
+    """The whole job: build, quantize/export, eval (when the config names data), bench, report, and gate
+    (when it names budgets). Steps whose inputs did not change are reused. Exit 1 when the gate fails."""
+    from mnetdeploy.config import load_config
+    from mnetdeploy.pipeline import run_pipeline
+    from mnetdeploy.report.console import pipeline_table, stderr_console, stdout_console
+
+    cfg = load_config(config)
+    with stderr_console().status("running") as status:
+        result = run_pipeline(cfg, force=force, progress=lambda msg: status.update(msg))
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        con = stdout_console()
+        con.print(pipeline_table(result.steps))
+        con.print(f"report: {result.artifact_dir / 'report.html'}")
+    if result.gate_passed is False:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("model_or_dir", required=False, type=click.Path())
+@click.option("--calib", "calib_dir", type=click.Path(),
+              help="Folder of calibration images (searched recursively). Default: calibration/default.yaml, "
+                   "else synthetic images with a warning.")
+@click.option("--num-calib", type=int, default=100, show_default=True, help="Calibration images to use.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration image choice.")
+@click.option("--formats", default="tflite,onnx", show_default=True, help="Comma-separated: tflite, onnx.")
+@click.option("--precisions", default="fp32,int8", show_default=True,
+              help="Comma-separated: fp32, fp16, dynamic, int8 (ONNX has no dynamic: skipped with a note).")
+@click.option("--io", type=click.Choice(["float", "int8", "uint8"]), default="int8", show_default=True,
+              help="Input/output type of the int8 TFLite model.")
+@click.option("--onnx-calib", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="ONNX Runtime activation calibration method.")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="Correct each conv's bias for the mean shift its int8 weights cause.")
+@click.option("--rounding", type=click.Choice(["nearest", "adaptive"]), default="nearest", show_default=True,
+              help="int8 weight rounding: to nearest, or data-aware (slower; see docs in quantize/rounding.py).")
+@click.option("--keep-float", multiple=True, metavar="LAYER",
+              help="Keras layer to keep in float in the int8 models (repeat, or comma-separate).")
+@click.option("--analyze", is_flag=True, help="Write a per-layer int8 error table (quant_analysis.json).")
+@click.option("--max-drop", type=float, metavar="POINTS",
+              help="Keep the most harmful layers in float until the top-1 drop on --eval-data is within POINTS.")
+@click.option("--eval-data", type=click.Path(), help="Labelled images for --max-drop (calibration images excluded).")
+@click.option("--force", is_flag=True, help="Reconvert even when the inputs are unchanged.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, onnx_calib, bias_correction, rounding,
+             keep_float, analyze, max_drop, eval_data, force, as_json):
+    """Export MODEL_OR_DIR (an artifact directory; default: the default build) to TFLite and ONNX, fp32 and
+    int8 by default, each checked against the float Keras model. Exit 1 when a check or --max-drop fails."""
+    from mnetdeploy.quantize import QuantizeOptions
+    from mnetdeploy.quantize import quantize as run_quantize
+    from mnetdeploy.quantize.console import (analysis_table, artifacts_table, calibration_line, preparation_lines,
+                                             recovery_table)
+    from mnetdeploy.report.console import stderr_console, stdout_console
+
+    def split(text):
+        return tuple(v.strip() for v in text.split(",") if v.strip())
+
+    options = QuantizeOptions(formats=split(formats), precisions=split(precisions), io=io, onnx_calib=onnx_calib,
+                              bias_correction=bias_correction, rounding=rounding,
+                              keep_float=tuple(v for item in keep_float for v in split(item)))
+    err = stderr_console()
+    with err.status("quantizing") as status:
+        result = run_quantize(model_or_dir, options, calib_dir=calib_dir, num_calib=num_calib, seed=seed,
+                              force=force, analyze=analyze, eval_data=eval_data, max_drop=max_drop,
+                              progress=lambda msg: status.update(msg))
+    data = result.to_dict()
+    for warning in result.warnings:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if as_json:
+        _emit_json(data)
+    else:
+        con = stdout_console()
+        con.print(artifacts_table(data))
+        for line in [calibration_line(data), *preparation_lines(data)]:
+            if line:
+                con.print(line, highlight=False)
+        if result.analysis:
+            con.print(analysis_table(result.analysis))
+        if result.recovery:
+            con.print(recovery_table(result.recovery))
+        for note in result.notes:
+            con.print(f"note: {note}", highlight=False)
+        con.print(f"{'reused' if result.reused else f'done in {result.seconds:.1f} s'}: {result.artifact_dir}",
+                  highlight=False)
+    if result.recovery and not all(f["met"] for f in result.recovery["formats"].values()):
+        if not as_json:
+            err.print(f"error: --max-drop {max_drop:g} not reached within the layers tried; see the table",
+                      highlight=False)
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--adb", "adb_path", envvar="ADB", help="The adb client (default $ADB, else adb on PATH).")
+@click.option("--adb-server", metavar="HOST:PORT",
+              help="A (remote) adb server, as adb -H HOST -P PORT (default: $ANDROID_ADB_SERVER_PORT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the devices as a JSON list on stdout.")
+def devices(adb_path, adb_server, as_json):
+    """Devices adb sees: serial, state, model, ABI, Android version and SoC (for `bench --device android`)."""
+    from rich import box
+    from rich.table import Table
+
+    from mnetdeploy.devices.adb import describe_devices
+    from mnetdeploy.report.console import stdout_console
+
+    found = describe_devices(adb_path, adb_server)
+    if as_json:
+        _emit_json(found)
+        return
+    con = stdout_console()
+    if not found:
+        con.print("no devices (adb lists none): connect one with USB debugging enabled, or `adb connect HOST:PORT`")
+        return
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for column in ("serial", "state", "model", "ABI", "Android", "SoC"):
+        table.add_column(column, overflow="fold")
+    for d in found:
+        android = d["android_version"] or ("Linux " + (d["machine"] or "") if d["os"] == "linux" else "-")
+        table.add_row(d["serial"], d["state"], d["model"] or "-", d["abi"] or d["machine"] or "-", android,
+                      d["soc"] or "-")
+    con.print(table)
+    for d in found:
+        if d["note"]:
+            con.print(f"{d['serial']}: {d['note']}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:

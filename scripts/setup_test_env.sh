@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System pieces that some tests use, installed by the project's own set-up (called by `make test`):
 #   adb, qemu-user-static  the ADB device stand-in: real adb client/server, real aarch64 code under qemu-user
+#   openssh-server/client  the SSH path to Linux boards: a real sshd on loopback into the same userland
 #   chromium               the report's HTML is checked in a real headless browser
 #   build/device-rootfs    the stand-in phone's arm64 Debian userland (cached; rebuilt only when its recipe changes)
 # Idempotent and quick when everything is there. As root (CI) a failure stops the run, because a green suite
@@ -12,6 +13,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v adb >/dev/null 2>&1 || missing+=(adb)
 command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,8 +4,9 @@
     result = run_benchmark("artifacts/v2_1.0_224/model.tflite", threads=2, runs=100)
     result.latency_ms.p50, result.peak_rss_mb, result.to_dict()
 
-`run_benchmark` dispatches on `device`; "host" (this machine) is the only device so far. Device backends
-(`android`, `ssh://HOST`) plug in here and return the same `BenchResult` (see schema.py).
+`run_benchmark` dispatches on `device`: "host" (this machine, bench/host.py), "android[:SERIAL]" (LiteRT's
+benchmark_model over adb), "adb-linux[:SERIAL]" and "ssh://[USER@]HOST[:PORT]" (Linux boards, the Python runner
+or benchmark_model); every backend returns the same `BenchResult` (see schema.py and mnetdeploy/devices/).
 Submodules that need heavy libraries import them inside functions; importing this package stays cheap.
 """
 
@@ -19,19 +20,23 @@ from mnetdeploy.bench.schema import SCHEMA_VERSION, BenchResult, InputsInfo, Lat
 from mnetdeploy.errors import UserError
 
 BENCH_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
-DEVICES = ("host",)
+DEVICES = ("host", "android", "adb-linux", "ssh://")   # "ssh://" stands for ssh://[USER@]HOST[:PORT]
 
 
 def check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise UserError(f"--device {device}: device benchmarking (--device android, --device ssh://HOST) "
-                        "is not available yet; use --device host")
+    """UserError unless `device` names a device bench can use (the device itself is checked when it runs)."""
+    if device == "host":
+        return
+    from mnetdeploy.devices import parse_target  # light: no device is contacted
+
+    parse_target(device)
 
 
 def run_benchmark(model_path: str | Path, device: str = "host",
                   progress: Callable[[dict[str, Any]], None] | None = None, **settings) -> BenchResult:
     """Benchmark one model on `device`. Settings: runtime, threads, warmup, runs, min_seconds, xnnpack,
-    inputs, seed (see `mnetdeploy bench --help`). `progress` receives the child's phase/progress events."""
+    inputs, seed (see `mnetdeploy bench --help`); devices also take the `DeviceSettings` fields (adb, serial,
+    benchmark_binary, trials, ...: mnetdeploy/devices/__init__.py). `progress` receives phase/progress events."""
     if device == "host":
         # Imported here, not at the top: `python -m mnetdeploy.bench.host` (the measuring child) would
         # otherwise find the module already imported by this package and warn.
@@ -42,7 +47,13 @@ def run_benchmark(model_path: str | Path, device: str = "host",
             raise TypeError(f"run_benchmark: unknown setting(s) {', '.join(sorted(unknown))}")
         return benchmark_on_host(model_path, HostSettings(**settings), progress)
     check_device(device)
-    raise AssertionError(f"device {device!r} is listed in DEVICES but has no backend")
+    from mnetdeploy.devices import DeviceSettings
+    from mnetdeploy.devices.android import benchmark_on_device
+
+    unknown = set(settings) - set(DeviceSettings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"run_benchmark: unknown setting(s) {', '.join(sorted(unknown))}")
+    return benchmark_on_device(model_path, device, DeviceSettings(**settings), progress)
 
 
 def find_models(targets: list[str | Path], runtime: str = "auto") -> list[Path]:
@@ -111,16 +122,22 @@ def results_table(results: list[BenchResult]):
     folders = {str(Path(display_name(r.model)).parent) for r in results}
     common = folders.pop() if len(folders) == 1 else None  # one folder: say it once, in the title
     title = "latency ms, peak RSS MiB (+ the model's share)" + (f" - {common}" if common else "")
+    devices = {r.device for r in results}
+    if devices != {"host"}:  # a device benchmark: say where the numbers come from
+        title += " on " + ", ".join(sorted(devices))
     header = ("model", "runtime", "precision", "threads", "runs", "p50", "p90", "mean±std", "min", "init", "first",
               "peak RSS")
+    def num(value, fmt: str) -> str:  # device results may lack a value (benchmark_model prints no p90)
+        return "-" if value is None else format(value, fmt)
+
     rows = []
     for r in results:
         lat = r.latency_ms
         runtime = r.runtime if r.xnnpack is None else f"{r.runtime}{'+xnnpack' if r.xnnpack else ' no-xnnpack'}"
         rows.append((Path(r.model).name if common else display_name(r.model), runtime, r.precision,
-                     str(r.threads), str(r.runs), f"{lat.p50:.3f}", f"{lat.p90:.3f}",
-                     f"{lat.mean:.3f}±{lat.std:.3f}", f"{lat.min:.3f}", f"{r.init_ms:.1f}", f"{r.first_ms:.2f}",
-                     f"{r.peak_rss_mb:.0f} (+{r.model_rss_mb:.0f})"))
+                     str(r.threads), str(r.runs), num(lat.p50, ".3f"), num(lat.p90, ".3f"),
+                     f"{num(lat.mean, '.3f')}±{num(lat.std, '.3f')}", num(lat.min, ".3f"), num(r.init_ms, ".1f"),
+                     num(r.first_ms, ".2f"), f"{num(r.peak_rss_mb, '.0f')} (+{num(r.model_rss_mb, '.0f')})"))
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for i, col in enumerate(header):
         if col == "model":  # on a narrow terminal the model path folds; numbers keep their full width

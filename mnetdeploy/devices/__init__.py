@@ -1,4 +1,231 @@
-"""Benchmarking on ARM devices (Android over ADB, Linux boards over SSH): output parsing and device handling.
+"""Benchmarking on ARM devices: Android phones over ADB, Linux boards over SSH (or over ADB without Android).
 
-Kept import-light: submodules are imported where used.
+    mnetdeploy bench model.tflite --device android --benchmark-binary android_aarch64_benchmark_model
+    mnetdeploy bench model.tflite --device ssh://root@rock5b.local      # remote_runner.py on the board
+    mnetdeploy devices --json                                           # what adb sees
+
+Modules (each imported where used, so this package stays cheap to import):
+    adb.py              the adb client: finding it, listing devices, shell and push with their failure modes
+    ssh.py              the ssh client, and the Python runner used on Linux boards (remote_runner.py)
+    hygiene.py          device facts read in one shell round trip: big-core mask, governors, thermal cool-down
+    android.py          the device benchmark itself (pre-flight, cached push, trials, BenchResult); how to get
+                        `benchmark_model`
+    benchmark_output.py the parser of `benchmark_model` output
+    remote_runner.py    the self-contained script pushed to Linux boards
+
+This module holds what every transport shares: how a device is named on the command line (`parse_target`),
+the settings of a device benchmark (`DeviceSettings`), and the `Transport` base class that runs shell commands
+with an exit marker. Why the marker: adb 29 exits 0 when a device vanishes mid-command (it never receives the
+exit packet), and ssh's exit status mixes the remote command's status with its own (255), so the exit status of
+the client alone can never tell "the command succeeded" from "the connection died". Every command we run is
+followed by `echo __MNETDEPLOY_EXIT=$?`; output without that line is a lost device, never a result.
 """
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+from mnetdeploy.errors import EXIT_FAILED, UserError
+
+EXIT_MARKER = "__MNETDEPLOY_EXIT="
+_MARKER_LINE = re.compile(re.escape(EXIT_MARKER) + r"(\d+)\s*\Z")
+
+# Where files go on each kind of device. /data/local/tmp is the one place an adb shell may write and execute on
+# every Android version; Linux boards get /tmp (any user can write it; `df` tells if it is too small).
+ANDROID_BASE = "/data/local/tmp/mnetdeploy"
+LINUX_BASE = "/tmp/mnetdeploy"
+
+
+class DeviceLost(UserError):
+    """The device stopped answering in the middle of the job (unplugged, rebooted, network gone): exit 1."""
+
+    exit_code = EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------------ targets
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A device as named by `--device`: "android[:SERIAL]", "adb-linux[:SERIAL]" or "ssh://[USER@]HOST[:PORT]"."""
+
+    kind: str                 # "android" | "adb-linux" | "ssh"
+    serial: str | None = None
+    user: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+
+_SSH = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]]+)(?::(?P<port>\d+))?/?$")
+
+
+def parse_target(device: str) -> Target:
+    """The device named by `--device`; UserError for anything else (host is not a device target)."""
+    if device.startswith("ssh://"):
+        match = _SSH.match(device)
+        if not match:
+            raise UserError(f"--device {device}: expected ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
+        port = int(match["port"]) if match["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise UserError(f"--device {device}: port {port} is out of range 1-65535")
+        return Target("ssh", user=match["user"], host=match["host"].strip("[]"), port=port)
+    kind, sep, serial = device.partition(":")
+    if kind in ("android", "adb-linux"):
+        if sep and not serial:
+            raise UserError(f"--device {device}: empty serial; use --device {kind} or {kind}:SERIAL")
+        return Target(kind, serial=serial or None)
+    raise UserError(f"--device {device}: unknown device; use --device host, android[:SERIAL], adb-linux[:SERIAL] "
+                    "or ssh://[USER@]HOST[:PORT]")
+
+
+def is_device_target(device: str) -> bool:
+    return device.startswith("ssh://") or device.partition(":")[0] in ("android", "adb-linux")
+
+
+# ----------------------------------------------------------------------------------------------- settings
+
+@dataclasses.dataclass
+class DeviceSettings:
+    """What `mnetdeploy bench --device ...` accepts besides the host settings it shares (threads, runs, ...)."""
+
+    runtime: str = "auto"
+    threads: int = 1
+    warmup: int = 10
+    runs: int = 50
+    min_seconds: float = 1.0
+    xnnpack: bool = True
+    inputs: str | None = None
+    seed: int = 0
+    # how to reach the device
+    adb: str | None = None                    # adb client (default: $ADB, then PATH)
+    serial: str | None = None                 # default: the serial in --device, then $ANDROID_SERIAL
+    adb_server: str | None = None             # HOST:PORT of a (remote) adb server; default $ANDROID_ADB_SERVER_PORT
+    ssh_options: tuple[str, ...] = ()         # each passed to ssh as `-o OPTION`
+    # what runs there
+    benchmark_binary: str | None = None       # LiteRT's benchmark_model built for the device
+    use_gpu: bool = False
+    use_nnapi: bool = False
+    # hygiene
+    cpu_mask: str | None = None               # hex taskset mask, "none" = do not pin; default: the big cores
+    max_temp: float = 45.0                    # degrees Celsius the CPU zones must be below before each trial
+    cool_timeout: float = 120.0               # seconds to wait for that, at most
+    trials: int = 1
+    keep: bool = False                        # keep the model directory on the device after the run
+    run_timeout: float = 600.0                # seconds one benchmark run may take on the device
+
+    def validate(self) -> None:
+        checks = [(self.threads >= 1, f"--threads {self.threads}: must be at least 1"),
+                  (self.runs >= 1, f"--runs {self.runs}: must be at least 1"),
+                  (self.warmup >= 0, f"--warmup {self.warmup}: must be 0 or more"),
+                  (self.min_seconds >= 0, f"--min-seconds {self.min_seconds}: must be 0 or more"),
+                  (self.trials >= 1, f"--trials {self.trials}: must be at least 1"),
+                  (self.cool_timeout >= 0, f"--cool-timeout {self.cool_timeout}: must be 0 or more"),
+                  (0 < self.max_temp < 150, f"--max-temp {self.max_temp}: expected degrees Celsius, e.g. 45"),
+                  (self.run_timeout > 0, f"--run-timeout {self.run_timeout}: must be more than 0")]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        if self.runtime not in ("auto", "litert", "onnxruntime"):
+            raise UserError(f"--runtime {self.runtime}: expected auto, litert or onnxruntime")
+        if self.inputs:
+            raise UserError("--inputs: device benchmarks feed seeded random inputs (benchmark_model and the board "
+                            "runner generate their own); drop --inputs, or bench images on the host")
+
+
+# ------------------------------------------------------------------------------------------------ transport
+
+@dataclasses.dataclass
+class ShellResult:
+    status: int               # the command's exit status, from the marker (not from the client)
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """stdout then stderr (benchmark_model logs to stderr; some builds print to stdout)."""
+        return self.stdout + ("\n" if self.stdout and not self.stdout.endswith("\n") else "") + self.stderr
+
+
+def with_exit_marker(command: str) -> str:
+    # Braces, not a subshell: no extra process, and the command may use any syntax. The newline before `}`
+    # ends a trailing comment or here-document in `command` safely.
+    return f"{{ {command}\n}}; echo {EXIT_MARKER}$?"
+
+
+def split_exit_marker(stdout: str) -> tuple[int | None, str]:
+    """(exit status, stdout without the marker line); status None when the marker is missing (output cut)."""
+    match = _MARKER_LINE.search(stdout)
+    if not match:
+        return None, stdout
+    return int(match.group(1)), stdout[:match.start()]
+
+
+class Transport:
+    """Runs shell commands on one device and copies files to it. Subclasses: AdbTransport, SshTransport."""
+
+    label = "device"          # "android:SERIAL", "adb-linux:SERIAL", "ssh://user@host:port"
+    base_dir = LINUX_BASE     # where this device keeps our files
+
+    def _client(self, argv_tail: list[str], timeout: float, what: str, stdin_path: Path | None = None
+                ) -> subprocess.CompletedProcess:
+        """Run the client (adb/ssh) with `argv_tail`; raises on timeout. stdin is the file or /dev/null."""
+        raise NotImplementedError
+
+    def _shell_argv(self, command: str) -> list[str]:
+        raise NotImplementedError
+
+    def _failure(self, completed: subprocess.CompletedProcess, what: str) -> UserError:
+        """The error for a client that failed before the remote command could report (lost device, ...)."""
+        raise NotImplementedError
+
+    def shell(self, command: str, timeout: float = 60.0, what: str = "command") -> ShellResult:
+        """Run `command` in the device's shell; DeviceLost when the device stops answering.
+
+        A non-zero exit status of the command itself is returned, not raised: callers decide what it means."""
+        completed = self._client(self._shell_argv(with_exit_marker(command)), timeout, what=what)
+        stdout = completed.stdout.decode("utf-8", "replace")
+        stderr = completed.stderr.decode("utf-8", "replace")
+        status, stdout = split_exit_marker(stdout)
+        if status is None:
+            raise self._failure(completed, what)
+        return ShellResult(status, stdout, stderr)
+
+    def check(self, command: str, timeout: float = 60.0, what: str = "command") -> ShellResult:
+        """`shell`, and a device-side failure is an error too (exit 1: the job broke mid-way)."""
+        result = self.shell(command, timeout, what)
+        if result.status != 0:
+            said = last_words(result.output)
+            raise UserError(f"{self.label}: {what} failed with exit status {result.status}"
+                            f"{f' ({said})' if said else ''}", exit_code=EXIT_FAILED)
+        return result
+
+    def push(self, local: Path, remote: str, timeout: float) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections the transport keeps open (ssh's master connection)."""
+
+    def describe(self) -> dict:
+        """Facts about the connection for the result's environment."""
+        return {"label": self.label}
+
+
+def push_timeout(size_bytes: int) -> float:
+    """A copy may take 1 s per MB (a remote adb server over a slow link) plus a minute of slack."""
+    return 60.0 + size_bytes / 1e6
+
+
+def last_words(text: str, limit: int = 300) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-3:])[-limit:] if lines else ""
+
+
+def quote(path: str) -> str:
+    return shlex.quote(path)
+
+
+__all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",
+           "is_device_target", "last_words", "parse_target", "push_timeout", "quote", "split_exit_marker", "with_exit_marker"]
