@@ -129,8 +129,11 @@ def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, 
     from mnetdeploy.evaluate import evaluate
     from mnetdeploy.report.console import stdout_console
 
+    from mnetdeploy.results import store_results
+
     results = evaluate(list(models), data_dir, labels=labels, label_offset=label_offset, limit=limit,
                        skip_first=skip_first, reference=reference, threads=threads, resolution=resolution)
+    store_results("eval", [r.to_dict() for r in results])  # models in artifact dirs keep their accuracy
     if as_json:
         _emit_json([r.to_dict() for r in results])
         return

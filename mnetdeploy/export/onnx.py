@@ -1,0 +1,99 @@
+"""Keras -> ONNX through tf2onnx: static batch 1, NHWC input named "input", the newest opset tf2onnx knows.
+
+A static shape lets ONNX Runtime plan memory and pick kernels once, and matches the TFLite exports (batch 1
+on device). The input stays NHWC like the Keras model (tf2onnx adds one Transpose), so every runner feeds the
+same arrays.
+
+fp16 here means float16 *weights* (half the file size), cast to float32 when the session loads them: the same
+thing TFLite's fp16 post-training quantization does, and it runs on any CPU build of ONNX Runtime (most of its
+CPU kernels have no float16 implementation).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mnetdeploy.export import stdout_to_stderr
+
+INPUT_NAME = "input"
+FP16_MIN_ELEMENTS = 16   # small constants (shapes, clip bounds) stay float32
+
+
+def opset() -> int:
+    """The newest opset tf2onnx converts to (18 for tf2onnx 1.17)."""
+    import tf2onnx.constants
+
+    return max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+
+
+def keras_to_onnx(model, target_opset: int | None = None):
+    """An onnx.ModelProto of `model` with a (1, H, W, C) float input named "input"."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf2onnx
+
+    shape = (1,) + tuple(int(d) for d in model.input_shape[1:])
+    spec = (tf.TensorSpec(shape, tf.float32, name=INPUT_NAME),)
+    with stdout_to_stderr():
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=target_opset or opset())
+    proto.producer_name = "mnetdeploy (tf2onnx)"
+    return proto
+
+
+def fp16_weights(proto):
+    """A copy of `proto` whose float32 weight initializers are stored as float16, each followed by a Cast
+    back to float32 (computations stay float32)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < FP16_MIN_ELEMENTS:
+            kept.append(init)
+            continue
+        half_name = f"{init.name}__fp16"
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), half_name)
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half_name], [init.name], to=TensorProto.FLOAT,
+                                      name=f"{init.name}__cast"))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model
+
+
+def save(proto, path) -> None:
+    import onnx
+
+    onnx.save(proto, str(path))
+
+
+def node_layer_names(proto, layer_names: set[str]) -> dict[str, str]:
+    """{ONNX node name -> Keras layer} from tf2onnx's name scopes ("model_1/conv_pw_3_1/BiasAdd" ->
+    conv_pw_3). tf2onnx names some convs "Conv__157"; their weight and bias inputs still carry the layer's
+    scope ("model_1/conv_dw_1_1/Squeeze:0"). Other nodes' constant inputs are shared (Clip bounds), so only
+    weighted nodes are matched by their inputs."""
+    from mnetdeploy.export.tflite import keras_layer_of
+
+    out = {}
+    for node in proto.graph.node:
+        candidates = [node.name]
+        if node.op_type in WEIGHTED_OPS:
+            candidates += list(node.input[1:])
+        for text in candidates:
+            layer = keras_layer_of(text, layer_names)
+            if layer:
+                out[node.name] = layer
+                break
+    return out
+
+
+WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")

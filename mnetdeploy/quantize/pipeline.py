@@ -1,0 +1,594 @@
+"""The quantize step: a built Keras model becomes checked TFLite and ONNX files in its artifact directory.
+
+    from mnetdeploy.quantize import QuantizeOptions, quantize
+    result = quantize("artifacts/v2_1.0_224", QuantizeOptions(formats=("tflite",), precisions=("int8",)))
+
+Per artifact (model_<precision>.<tflite|onnx>): a manifest step "quantize:<file>" whose inputs are the Keras
+model's hash, the converter versions, the settings and (int8) the calibration set's content hash. Unchanged
+inputs reuse the file (reported as reused); `force` reconverts. Every file, new or reused, is checked against
+the float Keras model on held-out images (see export/validate.py) before it counts.
+
+Where each file comes from:
+- TFLite fp32/fp16: the Keras model as built (the converter folds batch norm itself);
+- ONNX fp32/fp16: the Keras model as built. tf2onnx keeps some batch norms as Mul+Add, which ONNX Runtime
+  fuses into the convs at load; folding in Keras first would change the float rounding of deep random-init
+  networks by up to ~1e-4 (measured on v3-large), right at the fp32 tolerance;
+- int8 (both formats) and TFLite dynamic: the folded model with its weights snapped to the int8 grid,
+  bias-corrected and (optionally) adaptively rounded on the calibration images (rounding.py); int8 is then
+  calibrated by the converter (TFLite: min/max; ONNX Runtime: minmax/entropy/percentile).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mnetdeploy import __version__
+from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
+from mnetdeploy.errors import CheckFailed, UserError
+from mnetdeploy.export import EXTENSIONS, PRECISIONS, artifact_name
+from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
+
+REPORT = "quantize.json"
+VALIDATION_IMAGES = 32     # held-out images every export is checked on
+# Folding rounds W * gamma / sigma to float32: deep random-init networks move by up to ~1e-4 (v3-large);
+# a folding bug moves them by far more.
+FOLD_TOLERANCE = 1e-3
+MIN_REAL_VALIDATION = 8    # fewer held-out real images than this: synthetic ones are used instead
+DEFAULT_NUM_CALIB = 100
+IO_TYPES = ("float", "int8", "uint8")
+# Precisions whose weights are chosen on calibration images (bias correction, rounding; see rounding.py).
+# Dynamic-range int8 stores int8 weights too: measured on the pretrained v1 0.25, converting the plain model
+# keeps 82 % top-1 agreement with float, the bias-corrected one 94 %.
+CALIBRATED = ("int8", "dynamic")
+
+# (format, precision) pairs this tool does not produce, and why (shown when they are requested).
+UNSUPPORTED = {
+    ("onnx", "dynamic"): "ONNX Runtime's quantize_dynamic turns convolutions into ConvInteger with per-tensor "
+                         "weights; on MobileNets it collapses to chance (measured: 0 % top-1 agreement on the "
+                         "pretrained v1 0.25). Use int8 (static, per-channel) for ONNX",
+}
+
+
+@dataclass
+class QuantizeOptions:
+    formats: tuple[str, ...] = ("tflite", "onnx")
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    io: str = "int8"                 # TFLite int8 input/output: float | int8 | uint8
+    onnx_calib: str = "minmax"       # ONNX Runtime activation calibration: minmax | entropy | percentile
+    bias_correction: bool = True
+    rounding: str = "nearest"        # int8 weight rounding: nearest | adaptive
+    keep_float: tuple[str, ...] = () # Keras layer names kept in float in the int8 models
+
+    def check(self) -> None:
+        from mnetdeploy.quantize.onnx_static import CALIBRATION_METHODS
+        from mnetdeploy.quantize.rounding import ROUNDING_MODES
+
+        for value, allowed, flag in ((self.formats, tuple(EXTENSIONS), "--formats"),
+                                     (self.precisions, PRECISIONS, "--precisions")):
+            if not value:
+                raise UserError(f"{flag}: empty; pass a comma-separated list from {', '.join(allowed)}")
+            bad = [v for v in value if v not in allowed]
+            if bad:
+                raise UserError(f"{flag}: unknown value {bad[0]!r}; choose from {', '.join(allowed)}")
+        for value, allowed, flag in ((self.io, IO_TYPES, "--io"), (self.onnx_calib, CALIBRATION_METHODS,
+                                                                    "--onnx-calib"),
+                                     (self.rounding, ROUNDING_MODES, "--rounding")):
+            if value not in allowed:
+                raise UserError(f"{flag}: must be one of {', '.join(allowed)} (got {value!r})")
+
+    def int8_settings(self, fmt: str) -> dict[str, Any]:
+        settings = {"bias_correction": self.bias_correction, "rounding": self.rounding,
+                    "keep_float": sorted(self.keep_float)}
+        if fmt == "tflite":
+            settings["io"] = self.io
+        else:
+            settings["calibration_method"] = self.onnx_calib
+        return settings
+
+
+@dataclass
+class ArtifactResult:
+    file: str
+    format: str
+    precision: str
+    bytes: int
+    sha256: str
+    reused: bool
+    seconds: float
+    check: dict[str, Any]
+    io: dict[str, Any] = field(default_factory=dict)
+    keep_float: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class QuantizeResult:
+    artifact_dir: Path
+    artifacts: list[ArtifactResult]
+    calibration: dict[str, Any] | None
+    validation: dict[str, Any]
+    settings: dict[str, Any]
+    preparation: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    analysis: dict[str, Any] | None = None
+    recovery: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    @property
+    def reused(self) -> bool:
+        return bool(self.artifacts) and all(a.reused for a in self.artifacts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact_dir": str(self.artifact_dir), "artifacts": [a.to_dict() for a in self.artifacts],
+                "calibration": self.calibration, "validation": self.validation, "settings": self.settings,
+                "preparation": self.preparation, "notes": self.notes, "warnings": self.warnings,
+                "analysis": self.analysis, "recovery": self.recovery, "seconds": round(self.seconds, 3),
+                "tool_version": __version__}
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def default_target() -> Path:
+    """The artifact directory of the default config (what `mnetdeploy build` with no arguments builds)."""
+    from mnetdeploy.config import load_config
+
+    return load_config().artifact_dir
+
+
+def resolve_artifact_dir(target: str | Path | None) -> Path:
+    if target is None:
+        directory = default_target()
+        if not (directory / SUMMARY).is_file():
+            raise UserError(f"{directory}: no built model (the default); run `mnetdeploy build` first or pass "
+                            "MODEL_OR_DIR")
+        return directory
+    path = Path(target)
+    if not path.exists():
+        raise UserError(f"{path}: not found; pass an artifact directory printed by `mnetdeploy build`")
+    directory = find_artifact_dir(path)
+    if not (directory / KERAS_MODEL).is_file():
+        raise UserError(f"{directory}: no {KERAS_MODEL}; rebuild it with `mnetdeploy build`")
+    return directory
+
+
+def converter_versions() -> dict[str, str]:
+    """Versions of the converters, part of every export's cache key (read from package metadata: fast)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for key, names in (("tensorflow", ("tensorflow-cpu", "tensorflow")), ("tf2onnx", ("tf2onnx",)),
+                       ("onnxruntime", ("onnxruntime",)), ("onnx", ("onnx",))):
+        for name in names:
+            try:
+                out[key] = version(name)
+                break
+            except PackageNotFoundError:
+                continue
+    return out
+
+
+def validation_images(calibration, resolution: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Images not used for calibration: the rest of the calibration folder (seeded pick), or synthetic."""
+    from mnetdeploy.arch.init import synthetic_images
+    from mnetdeploy.data import find_images, load_images, select_seeded
+
+    if calibration is not None and calibration.source == "images" and calibration.directory:
+        directory = Path(calibration.directory)
+        used = set(calibration.files)
+        rest = [p for p in find_images(directory) if p.relative_to(directory).as_posix() not in used]
+        if len(rest) >= MIN_REAL_VALIDATION:
+            chosen = select_seeded(rest, min(VALIDATION_IMAGES, len(rest)), seed + 1)
+            loaded = load_images(chosen, resolution, progress=False, min_ok=0)
+            if loaded.count >= MIN_REAL_VALIDATION:
+                return loaded.array, {"source": "images", "directory": str(directory), "count": loaded.count,
+                                      "note": "images of the calibration folder not used for calibration"}
+    images = synthetic_images(VALIDATION_IMAGES, resolution, seed=seed + 1_000_003)
+    why = ("no held-out real images (the calibration folder has too few beyond the calibration set)"
+           if calibration is not None and calibration.source == "images" else "no real images given")
+    return images, {"source": "synthetic", "count": len(images), "note": f"{why}; checked on synthetic images"}
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+
+class _Models:
+    """The Keras models every export starts from, made on first use (building them costs seconds).
+
+    int8 models depend on which layers are kept in float (`keep`): those keep their float weights, and the
+    converters leave them unquantized. Everything per keep set is cached, so --max-drop attempts only pay
+    for what changes."""
+
+    def __init__(self, artifact_dir: Path, options: QuantizeOptions, say: Callable[[str], None]):
+        self.artifact_dir, self.options, self.say = artifact_dir, options, say
+        self._original = self._folded = self._plan = None
+        self._snapped: dict[frozenset, Any] = {}
+        self._tflite_calibrated: dict[frozenset, bytes] = {}
+        self._onnx_snapped: dict[frozenset, dict[str, Any]] = {}
+        self._tmp_dir: Path | None = None
+        self._keras_sha256: str | None = None
+        self._reference: np.ndarray | None = None
+        self.preparation: dict[str, Any] = {}
+        self.calibration = None
+        self.check_images = None
+
+    @property
+    def original(self):
+        if self._original is None:
+            from mnetdeploy.arch.weights import load_keras_model
+
+            self.say("loading the Keras model")
+            self._original = load_keras_model(self.artifact_dir / KERAS_MODEL)
+        return self._original
+
+    @property
+    def keras_sha256(self) -> str:
+        if self._keras_sha256 is None:
+            self._keras_sha256 = sha256_file(self.artifact_dir / KERAS_MODEL)
+        return self._keras_sha256
+
+    @property
+    def reference(self) -> np.ndarray:
+        """Float Keras outputs on the check images: what every export is compared with."""
+        if self._reference is None:
+            self._reference = _predict(self.original, self.check_images)
+        return self._reference
+
+    @property
+    def folded(self):
+        if self._folded is None:
+            from mnetdeploy.export.validate import compare_outputs
+            from mnetdeploy.quantize.fold import fold_batchnorm
+
+            self.say("folding batch norms into the convolutions")
+            self._folded, report = fold_batchnorm(self.original)
+            # Folding must not change the function: compare on the check images.
+            agreement = compare_outputs(self.reference, _predict(self._folded, self.check_images))
+            if agreement.max_abs_diff > FOLD_TOLERANCE:
+                raise CheckFailed(f"batch-norm folding changed the model's outputs by {agreement.max_abs_diff:.3g} "
+                                  f"(> {FOLD_TOLERANCE:g}); this is a bug, nothing was written")
+            self.preparation["fold"] = {**report.describe(), "max_abs_diff": float(f"{agreement.max_abs_diff:.3g}")}
+        return self._folded
+
+    @property
+    def plan(self):
+        """Int8 weights chosen for every layer (bias correction, rounding) on the calibration images."""
+        if self._plan is None:
+            from mnetdeploy.quantize.rounding import plan_int8_weights
+
+            folded = self.folded
+            self.say("choosing int8 weights (bias correction, rounding)")
+            start = time.perf_counter()
+            self._plan = plan_int8_weights(folded, self.calibration.array,
+                                           bias_correction=self.options.bias_correction,
+                                           rounding=self.options.rounding, progress=self.say)
+            self.preparation["weights"] = {**self._plan.describe(),
+                                           "seconds": round(time.perf_counter() - start, 3),
+                                           "per_layer": [l.to_dict() for l in self._plan.layers]}
+        return self._plan
+
+    def snapped(self, keep: tuple[str, ...] | list[str] = ()):
+        """The int8-ready Keras model: folded, weights on the int8 grid except for the `keep` layers."""
+        key = frozenset(keep)
+        if key not in self._snapped:
+            from mnetdeploy.quantize.rounding import apply_int8_weights
+
+            self._snapped[key] = apply_int8_weights(self.folded, self.plan, key)
+        return self._snapped[key]
+
+    def tflite_calibrated(self, keep: tuple[str, ...] | list[str] = ()) -> bytes:
+        """The int8-ready model calibrated by the TFLite converter (min/max of every tensor)."""
+        key = frozenset(keep)
+        if key not in self._tflite_calibrated:
+            from mnetdeploy.export import tflite
+
+            model = self.snapped(keep)
+            self.say("TFLite calibration")
+            self._tflite_calibrated[key] = tflite.calibrate(model, self.calibration.array)
+        return self._tflite_calibrated[key]
+
+    def onnx_snapped(self, keep: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+        """fp32 ONNX of the int8-ready model ({"proto", "path"}), the input of ONNX Runtime's quantizer."""
+        key = frozenset(keep)
+        if key not in self._onnx_snapped:
+            import tempfile
+
+            from mnetdeploy.export import onnx as onnx_export
+
+            model = self.snapped(keep)
+            self.say("exporting the int8-ready model to ONNX")
+            proto = onnx_export.keras_to_onnx(model)
+            if self._tmp_dir is None:
+                self._tmp_dir = Path(tempfile.mkdtemp(prefix="mnetdeploy-onnx-"))
+            path = self._tmp_dir / f"int8_ready_{len(self._onnx_snapped)}.onnx"
+            onnx_export.save(proto, path)
+            self._onnx_snapped[key] = {"proto": proto, "path": path}
+        return self._onnx_snapped[key]
+
+    def close(self) -> None:
+        if self._tmp_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._tmp_dir = None
+
+
+def _predict(model, images: np.ndarray) -> np.ndarray:
+    outs = [np.asarray(model(images[i:i + 32], training=False)) for i in range(0, len(images), 32)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def plan_jobs(options: QuantizeOptions) -> tuple[list[tuple[str, str]], list[str]]:
+    """(format, precision) pairs to produce, and notes on requested pairs that are skipped."""
+    jobs, notes = [], []
+    for fmt in options.formats:
+        for precision in options.precisions:
+            why = UNSUPPORTED.get((fmt, precision))
+            if why:
+                notes.append(f"{fmt} {precision}: skipped; {why}")
+            else:
+                jobs.append((fmt, precision))
+    if not jobs:
+        raise UserError(f"quantize: nothing to do; {notes[0] if notes else 'no format/precision requested'}")
+    return jobs, notes
+
+
+def quantize(target: str | Path | None = None, options: QuantizeOptions | None = None, *,
+             calib_dir: str | Path | None = None, num_calib: int = DEFAULT_NUM_CALIB, seed: int = 0,
+             calibration=None, force: bool = False, analyze: bool = False,
+             eval_data: str | Path | None = None, max_drop: float | None = None,
+             progress: Callable[[str], None] | None = None) -> QuantizeResult:
+    """Export and quantize the model in `target` (artifact directory or a file in it; None: the default
+    build). `calibration` (a data.CalibrationSet) overrides calib_dir/num_calib/seed."""
+    say = progress or (lambda _msg: None)
+    start = time.perf_counter()
+    options = options or QuantizeOptions()
+    options.check()
+    if max_drop is not None and eval_data is None:
+        raise UserError("--max-drop needs --eval-data DIR: the drop is measured on labelled images")
+    if max_drop is not None and max_drop < 0:
+        raise UserError(f"--max-drop: must be >= 0 top-1 points (got {max_drop})")
+    artifact_dir = resolve_artifact_dir(target)
+    summary = read_json(artifact_dir / SUMMARY)
+    resolution = int(summary["resolution"])
+    jobs, notes = plan_jobs(options)
+    needs_int8 = any(p in CALIBRATED for _, p in jobs) or analyze or max_drop is not None
+    if options.keep_float and not any(p == "int8" for _, p in jobs):
+        raise UserError("--keep-float applies to int8 models; add int8 to --precisions")
+
+    # Everything the user can get wrong is checked before anything is written.
+    warnings: list[str] = []
+    if needs_int8 and calibration is None:
+        from mnetdeploy.data import calibration_set
+
+        say("loading calibration images")
+        calibration = calibration_set(calib_dir, num_calib, seed, resolution)
+    if calibration is not None:
+        warnings += calibration.warnings
+    eval_set = None
+    if eval_data is not None:
+        from mnetdeploy.quantize.recovery import load_eval_set
+
+        say("loading evaluation images")
+        eval_set = load_eval_set(eval_data, resolution, calibration, int(summary.get("classes", 1000)))
+
+    models = _Models(artifact_dir, options, say)
+    models.calibration = calibration
+    try:
+        if options.keep_float:
+            _layer_groups(models.original, options.keep_float)  # unknown names fail before any write
+        check_images, validation = validation_images(calibration if needs_int8 else None, resolution, seed)
+        models.check_images = check_images
+        results = [_produce(fmt, precision, models, options, force, say) for fmt, precision in jobs]
+        if any(r.reused for r in results):
+            notes.append("inputs unchanged: reused " + ", ".join(r.file for r in results if r.reused)
+                         + " (use --force to reconvert)")
+        result = QuantizeResult(artifact_dir, results, _calibration_record(calibration), validation,
+                                settings={**asdict(options), "num_calib": num_calib, "seed": seed},
+                                preparation=models.preparation, notes=notes, warnings=warnings)
+        if analyze:
+            from mnetdeploy.quantize.analysis import analyze_int8
+
+            say("per-layer quantization analysis")
+            result.analysis = analyze_int8(models, options, check_images, progress=say)
+        if max_drop is not None:
+            from mnetdeploy.quantize.recovery import recover
+
+            result.recovery = recover(models, options, eval_set, max_drop, results, progress=say)
+    finally:
+        models.close()
+    result.seconds = time.perf_counter() - start
+    write_json(artifact_dir / REPORT, result.to_dict())
+    return result
+
+
+def _produce(fmt: str, precision: str, models: _Models, options: QuantizeOptions, force: bool,
+             say: Callable[[str], None]) -> ArtifactResult:
+    """Convert (or reuse) one export, check it against Keras, record it in the manifest."""
+    from mnetdeploy.export.validate import check_export
+
+    artifact_dir = models.artifact_dir
+    name = artifact_name(fmt, precision)
+    inputs, key = step_inputs(models, fmt, precision, options)
+    inputs_hash = sha256_json(key)
+    path = artifact_dir / name
+    t0 = time.perf_counter()
+    reused = not force and step_is_fresh(artifact_dir, f"quantize:{name}", inputs_hash)
+    if reused:
+        say(f"checking reused {name}")
+        agreement = check_export(path, precision, models.reference, models.check_images)
+    else:
+        say(f"converting {name}")
+        with atomic_path(path) as tmp:
+            _convert(fmt, precision, models, tmp, options, say)
+            say(f"checking {name}")
+            agreement = check_export(tmp, precision, models.reference, models.check_images, name)
+        record_step(artifact_dir, f"quantize:{name}", inputs, inputs_hash, [name], time.perf_counter() - t0)
+    return ArtifactResult(file=name, format=fmt, precision=precision, bytes=path.stat().st_size,
+                          sha256=sha256_file(path), reused=reused, seconds=round(time.perf_counter() - t0, 3),
+                          check=agreement.to_dict(), io=_io_of(path),
+                          keep_float=sorted(options.keep_float) if precision == "int8" else [])
+
+
+def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeOptions
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(inputs recorded in the manifest, the part of them that is hashed into the cache key)."""
+    inputs = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
+              "tool_version": __version__, "converters": converter_versions()}
+    if precision not in CALIBRATED:
+        return inputs, inputs
+    record = models.calibration.describe()
+    settings = options.int8_settings(fmt)
+    if precision == "dynamic":  # activations are quantized at run time: only the weight choices matter
+        settings = {k: settings[k] for k in ("bias_correction", "rounding")}
+    inputs["weights" if precision == "dynamic" else "int8"] = settings
+    inputs["calibration"] = {k: record[k] for k in ("source", "directory", "count", "content_hash")}
+    # The calibration folder's path is recorded but not part of the key: the same images under another
+    # path (relative vs absolute, a copy) are the same calibration.
+    key = {**inputs, "calibration": {k: v for k, v in inputs["calibration"].items() if k != "directory"}}
+    return inputs, key
+
+
+def int8_inputs(models: _Models, fmt: str, options: QuantizeOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    return step_inputs(models, fmt, "int8", options)
+
+
+def _calibration_record(calibration) -> dict[str, Any] | None:
+    if calibration is None:
+        return None
+    record = calibration.describe()
+    record["files"] = record["files"][:1000]
+    return record
+
+
+def _io_of(path: Path) -> dict[str, Any]:
+    if path.suffix == ".tflite":
+        from mnetdeploy.export.tflite import io_details
+
+        return io_details(path.read_bytes())
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    elem = {1: "float32", 10: "float16", 2: "uint8", 3: "int8"}
+
+    def describe(value):
+        t = value.type.tensor_type
+        return {"name": value.name, "dtype": elem.get(t.elem_type, str(t.elem_type)),
+                "shape": [d.dim_value if d.dim_value else d.dim_param for d in t.shape.dim]}
+
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
+    return {"input": describe(proto.graph.input[0]), "output": describe(proto.graph.output[0]), "opset": opset}
+
+
+def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: QuantizeOptions,
+             say: Callable[[str], None]) -> None:
+    """Write one export to `tmp`."""
+    if fmt == "tflite":
+        from mnetdeploy.export import tflite
+
+        if precision == "int8":
+            tmp.write_bytes(tflite_int8(models, options.keep_float, options.io))
+        elif precision == "dynamic":
+            tmp.write_bytes(tflite.convert_float(models.snapped(), precision))
+        else:
+            tmp.write_bytes(tflite.convert_float(models.original, precision))
+        return
+    from mnetdeploy.export import onnx as onnx_export
+
+    if precision == "int8":
+        say(f"ONNX Runtime static quantization ({options.onnx_calib})")
+        onnx_int8(models, options.keep_float, options.onnx_calib, tmp)
+        return
+    proto = onnx_export.keras_to_onnx(models.original)
+    if precision == "fp16":
+        proto = onnx_export.fp16_weights(proto)
+    onnx_export.save(proto, tmp)
+
+
+def tflite_int8(models: _Models, keep: tuple[str, ...] | list[str], io: str) -> bytes:
+    """Full-integer TFLite model with the `keep` layers (and their fused activations) in float."""
+    from mnetdeploy.export.tflite import quantize_calibrated
+
+    calibrated = models.tflite_calibrated(keep)
+    return quantize_calibrated(calibrated, io, tflite_keep_float(calibrated, models.snapped(keep), keep))
+
+
+def onnx_int8(models: _Models, keep: tuple[str, ...] | list[str], method: str, out: Path) -> None:
+    """QDQ int8 ONNX model with the `keep` layers in float, written to `out`."""
+    from mnetdeploy.quantize.onnx_static import quantize_static_int8
+
+    source = models.onnx_snapped(keep)
+    nodes = onnx_keep_float(source["proto"], models.snapped(keep), keep)
+    quantize_static_int8(source["path"], out, models.calibration.array, method, nodes)
+
+
+def _layer_groups(model, names: tuple[str, ...] | list[str]) -> dict[str, set[str]]:
+    """Each requested layer with the layers fused into the same op (a conv and the activation right after
+    it), checking that the names exist."""
+    import difflib
+
+    from mnetdeploy.quantize.graph import only_consumer, producers_and_consumers
+
+    existing = {l.name for l in model.layers}
+    _, consumers = producers_and_consumers(model)
+    groups = {}
+    for name in names:
+        if name not in existing:
+            guess = difflib.get_close_matches(name, sorted(existing), n=1)
+            hint = f"; did you mean '{guess[0]}'?" if guess else ""
+            raise UserError(f"--keep-float: no layer named '{name}' in the model{hint} "
+                            "(names as in `mnetdeploy info` or quant_analysis.json)")
+        group = {name}
+        layer = model.get_layer(name)
+        after = only_consumer(layer, consumers)
+        if after is not None and after.__class__.__name__ in ("ReLU", "Activation"):
+            group.add(after.name)
+        groups[name] = group
+    return groups
+
+
+def tflite_keep_float(calibrated: bytes, snapped, names) -> list[str]:
+    """TFLite op output tensors to denylist for the Keras layers `names`."""
+    if not names:
+        return []
+    from mnetdeploy.export.tflite import keras_layer_of, op_outputs
+
+    groups = _layer_groups(snapped, names)
+    layer_names = {l.name for l in snapped.layers}
+    tensors = []
+    for name, group in groups.items():
+        hits = [o["tensor"] for o in op_outputs(calibrated)
+                if set(_all_layers(o["tensor"], layer_names, keras_layer_of)) & group]
+        if not hits:
+            raise UserError(f"--keep-float: layer '{name}' has no operator of its own in the TFLite model "
+                            "(it is folded into another); name the conv layer instead")
+        tensors += hits
+    return tensors
+
+
+def _all_layers(tensor_name: str, layer_names: set[str], keras_layer_of) -> list[str]:
+    return [l for part in tensor_name.split(";") if (l := keras_layer_of(part, layer_names))]
+
+
+def onnx_keep_float(proto, snapped, names) -> list[str]:
+    """ONNX node names to exclude from quantization for the Keras layers `names`."""
+    if not names:
+        return []
+    from mnetdeploy.export.onnx import node_layer_names
+
+    groups = _layer_groups(snapped, names)
+    mapping = node_layer_names(proto, {l.name for l in snapped.layers})
+    nodes = []
+    for name, group in groups.items():
+        hits = [node for node, layer in mapping.items() if layer in group]
+        if not hits:
+            raise UserError(f"--keep-float: layer '{name}' has no node of its own in the ONNX model; "
+                            "name the conv layer instead")
+        nodes += hits
+    return nodes

@@ -1,0 +1,437 @@
+"""`mnetdeploy gate`: budgets, JUnit/JSON output, one-line errors, and the regression rule's flake behaviour.
+
+One small real MobileNet (v2 0.35 at 96x96) is built and exported to fp32 TFLite once per module and
+benchmarked for real; every latency checked here is a real measurement (limits are derived from it, so no
+assertion depends on how fast the machine is). Accuracy records are FABRICATED (clearly marked below): the gate
+only reads their numbers, and a real eval needs a pretrained model and labelled images, which test_eval covers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnetdeploy.bench import run_benchmark
+from mnetdeploy.bench.stats import summarize
+from mnetdeploy.budgets import Budgets, load_budgets, parse_budgets, parse_size
+from mnetdeploy.cli import cli
+from mnetdeploy.errors import ConfigError, UserError
+from mnetdeploy.fsutil import write_json
+from mnetdeploy.gate import Report, evaluate
+from mnetdeploy.report.collect import build_report
+from mnetdeploy.results import store_results
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Small real runs: ~0.7 s each on the 2-core development machine, 300-1000 samples of ~0.5 ms. 0.5 s is the
+# default regression.min_seconds: shorter runs are refused because one burst of a neighbour's work can move
+# their median (measured: see the mnetdeploy/gate.py docstring).
+BENCH = {"threads": 1, "warmup": 5, "runs": 30, "min_seconds": 0.5}
+RERUNS = 20
+slow = pytest.mark.slow  # builds, converts and benchmarks a real model (about 20 s once per module)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """An artifact directory with model.keras, model_fp32.tflite, a real bench result and report.json."""
+    import keras
+    import tensorflow as tf
+
+    from mnetdeploy.build import build
+    from mnetdeploy.config import load_config
+
+    out = tmp_path_factory.mktemp("gate")
+    result = build(load_config(None, {"model.arch": "v2", "model.alpha": 0.35, "model.resolution": 96,
+                                      "output": str(out)}))
+    directory = result.artifact_dir
+    model = keras.saving.load_model(directory / "model.keras")
+    (directory / "model_fp32.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    store_results("bench", [run_benchmark(directory / "model_fp32.tflite", **BENCH).to_dict()])
+    write_json(directory / "report.json", build_report(directory))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def report(model_dir) -> dict:
+    return json.loads((model_dir / "report.json").read_text())
+
+
+def gate(*args: str):
+    return CliRunner().invoke(cli, ["gate", *map(str, args)], catch_exceptions=False)
+
+
+def budgets_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "budgets.yaml"
+    path.write_text(text)
+    return path
+
+
+def p50(report: dict) -> float:
+    (result,) = [r for r in report["latency"] if r["model"] == "model_fp32.tflite"]
+    return result["latency_ms"]["p50"]
+
+
+def one_line_error(result, exit_code: int = 2) -> str:
+    assert result.exit_code == exit_code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------- absolute budgets
+
+@slow
+def test_latency_budget_above_the_measurement_passes_and_below_fails(model_dir, report, tmp_path):
+    measured = p50(report)
+    ok = budgets_file(tmp_path, f"rules:\n  - artifact: model_fp32.tflite\n    max_p50_ms: {measured * 1.5:.6f}\n")
+    passed = gate(model_dir / "report.json", "--budgets", ok)
+    assert passed.exit_code == 0, passed.output
+    assert "PASS" in passed.stdout and "FAIL" not in passed.stdout
+    assert "gate PASS: 1 checks, 1 passed, 0 failed" in passed.stdout
+
+    tight = budgets_file(tmp_path, f"rules:\n  - name: too tight\n    artifact: model_fp32.tflite\n"
+                                   f"    threads: 1\n    max_p50_ms: {measured * 0.5:.6f}\n")
+    failed = gate(model_dir, "--budgets", tight)  # the artifact directory works as well as report.json
+    assert failed.exit_code == 1, failed.output
+    assert "FAIL" in failed.stdout and "too tight" in failed.stdout
+    assert "gate FAIL: 1 checks, 0 passed, 1 failed" in failed.stdout
+
+
+def test_size_units_are_exact():
+    assert parse_size(1000) == 1000
+    assert parse_size("10B") == 10 and parse_size("10") == 10
+    assert parse_size("512KB") == 512_000 and parse_size("512kB") == 512_000
+    assert parse_size("1.5MB") == 1_500_000
+    assert parse_size("2MiB") == 2 * 1024 * 1024
+    assert parse_size("1KiB") == 1024 and parse_size("1 GiB") == 1024**3 and parse_size("2GB") == 2 * 10**9
+    for bad in ("3mb", "3Mb", "1.5", "MB", "-1MB", "0KB", True, 2.5, [1]):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+@slow
+def test_size_budget_with_decimal_and_binary_units(model_dir, report, tmp_path):
+    size = next(a["bytes"] for a in report["artifacts"] if a["file"] == "model_fp32.tflite")
+    k = (size - 1) // 1000  # k KB < size <= k KiB: the same number passes in KiB and fails in KB
+    assert k * 1000 < size <= k * 1024
+    rules = (f"rules:\n  - name: binary\n    artifact: model_fp32.tflite\n    max_size: {k}KiB\n"
+             f"  - name: decimal\n    artifact: model_fp32.tflite\n    max_size: {k}KB\n"
+             f"  - name: exact\n    artifact: model_fp32.tflite\n    max_size: {size}\n")
+    result = gate(model_dir / "report.json", "--budgets", budgets_file(tmp_path, rules), "--json")
+    assert result.exit_code == 1, result.output
+    verdicts = {c["rule"]: (c["verdict"], c["measured"], c["limit"]) for c in json.loads(result.stdout)["checks"]}
+    assert verdicts == {"binary": ("pass", size, k * 1024), "decimal": ("fail", size, k * 1000),
+                        "exact": ("pass", size, size)}
+
+
+def eval_record(model: str, fmt: str, precision: str, top1: float, data_hash: str = "d" * 64) -> dict:
+    """FABRICATED eval result (shape of EvalResult.to_dict()): the gate only reads the numbers."""
+    from mnetdeploy.evaluate import EvalResult
+
+    return EvalResult(model=model, format=fmt, precision=precision, n=400, top1=top1, top5=top1 + 15.0,
+                      agreement_top1=None, cosine=None, reference=fmt == "keras", outputs=1000, label_offset=0,
+                      resolution=96, data={"dir": "fabricated-for-test", "count": 400, "hash": data_hash},
+                      seconds=0.0).to_dict()
+
+
+@pytest.fixture
+def eval_dir(model_dir, tmp_path) -> Path:
+    """A copy of the model directory plus a real dynamic-range int8 TFLite export, with FABRICATED eval results
+    stored where `mnetdeploy run` stores them (results/eval.json)."""
+    import keras
+    import tensorflow as tf
+
+    directory = tmp_path / model_dir.name
+    shutil.copytree(model_dir, directory)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.saving.load_model(directory / "model.keras"))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic-range int8 weights
+    (directory / "model_dynamic.tflite").write_bytes(converter.convert())
+    store_results("eval", [eval_record(str(directory / "model.keras"), "keras", "fp32", 70.0),
+                           eval_record(str(directory / "model_fp32.tflite"), "tflite", "fp32", 69.75),
+                           eval_record(str(directory / "model_dynamic.tflite"), "tflite", "dynamic", 68.5)])
+    write_json(directory / "report.json", build_report(directory))
+    return directory
+
+
+@slow
+def test_accuracy_budgets_against_the_fp32_reference(eval_dir, tmp_path):
+    rules = ("rules:\n"
+             "  - {name: drop ok, precision: dynamic, max_accuracy_drop: 2.0}\n"
+             "  - {name: drop too big, artifact: '*.tflite', max_accuracy_drop: 1.0}\n"
+             "  - {name: top1 ok, artifact: '*', min_top1: 60}\n"
+             "  - {name: top1 low, artifact: model_dynamic.tflite, min_top1: 69}\n")
+    result = gate(eval_dir, "--budgets", budgets_file(tmp_path, rules), "--json")
+    assert result.exit_code == 1, result.output
+    checks = json.loads(result.stdout)["checks"]
+    by_rule = {}
+    for c in checks:
+        by_rule.setdefault(c["rule"], []).append(c)
+    (ok,) = by_rule["drop ok"]
+    assert (ok["artifact"], ok["verdict"], ok["unit"]) == ("model_dynamic.tflite", "pass", "points")
+    assert ok["measured"] == pytest.approx(1.5) and ok["margin"] == pytest.approx(0.5)
+    assert ok["details"]["reference"] == "model.keras" and ok["details"]["reference_top1"] == 70.0
+    too_big = {c["artifact"]: (c["verdict"], round(c["measured"], 3)) for c in by_rule["drop too big"]}
+    assert too_big == {"model_dynamic.tflite": ("fail", 1.5), "model_fp32.tflite": ("pass", 0.25)}
+    assert sorted((c["artifact"], c["verdict"]) for c in by_rule["top1 ok"]) == [
+        ("model.keras", "pass"), ("model_dynamic.tflite", "pass"), ("model_fp32.tflite", "pass")]
+    (low,) = by_rule["top1 low"]
+    assert low["verdict"] == "fail" and low["margin"] == pytest.approx(-0.5)
+
+
+@slow
+def test_accuracy_drop_needs_a_reference_on_the_same_images(eval_dir, tmp_path):
+    # the int8 model evaluated on other images too (FABRICATED record): no fp32 reference there -> exit 2
+    store_results("eval", [eval_record(str(eval_dir / "model_dynamic.tflite"), "tflite", "dynamic", 50.0, "e" * 64)])
+    write_json(eval_dir / "report.json", build_report(eval_dir))
+    rules = "rules:\n  - {artifact: model_dynamic.tflite, max_accuracy_drop: 2.0}\n"
+    line = one_line_error(gate(eval_dir, "--budgets", budgets_file(tmp_path, rules)))
+    assert "fp32 reference" in line and "mnetdeploy eval" in line and "model_dynamic.tflite" in line
+    # selecting only the reference itself checks nothing: an error, not a silent pass
+    rules = "rules:\n  - {name: self, artifact: model.keras, max_accuracy_drop: 2.0}\n"
+    line = one_line_error(gate(eval_dir, "--budgets", budgets_file(tmp_path, rules)))
+    assert "rule 'self'" in line and "only the fp32 reference" in line
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+@slow
+def test_junit_xml_has_one_case_per_check_and_parses(model_dir, report, tmp_path):
+    measured = p50(report)
+    rules = (f"rules:\n  - name: latency\n    artifact: model_fp32.tflite\n"
+             f"    max_p50_ms: {measured * 0.5:.6f}\n    max_p90_ms: 1000\n"
+             f"  - name: size\n    artifact: '*.tflite'\n    max_size: 1GB\n")
+    junit = tmp_path / "out" / "gate.xml"
+    result = gate(model_dir, "--budgets", budgets_file(tmp_path, rules), "--junit", junit)
+    assert result.exit_code == 1, result.output
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites" and (root.get("tests"), root.get("failures")) == ("3", "1")
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert set(cases) == {"model_fp32.tflite host threads=1: max_p50_ms",
+                          "model_fp32.tflite host threads=1: max_p90_ms", "model_fp32.tflite: max_size"}
+    assert {c.get("classname") for c in cases.values()} == {report["name"]}
+    failing = cases["model_fp32.tflite host threads=1: max_p50_ms"]
+    (failure,) = failing.findall("failure")
+    assert "max_p50_ms" in failure.get("message") and "over the limit" in failure.get("message")
+    props = {p.get("name"): p.get("value") for p in failing.iter("property")}
+    assert float(props["measured"]) == pytest.approx(measured, rel=1e-5)
+    assert float(props["limit"]) == pytest.approx(measured * 0.5, rel=1e-5)
+    assert not cases["model_fp32.tflite: max_size"].findall("failure")
+    assert not list(junit.parent.glob(".*tmp*"))  # written atomically: no temporary left behind
+
+
+@slow
+def test_json_lists_every_check_with_its_numbers(model_dir, report, tmp_path):
+    measured = p50(report)
+    rules = f"rules:\n  - artifact: model_fp32.tflite\n    max_p50_ms: {measured * 2:.6f}\n"
+    result = gate(model_dir, "--budgets", budgets_file(tmp_path, rules), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["verdict"] == "pass" and out["counts"] == {"pass": 1, "fail": 0, "skip": 0}
+    (check,) = out["checks"]
+    assert check["measured"] == pytest.approx(measured) and check["limit"] == pytest.approx(measured * 2, rel=1e-5)
+    assert check["margin"] == pytest.approx(measured, rel=1e-4) and check["margin_pct"] == pytest.approx(50, rel=1e-3)
+    assert (check["model"], check["device"], check["threads"], check["runtime"]) == (
+        report["name"], "host", 1, "litert")
+    assert check["name"] == "model_fp32.tflite host threads=1: max_p50_ms" and check["rule"] == "rule 1"
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+@slow
+@pytest.mark.parametrize("text, expected", [
+    ("rules:\n  - artifact: model_fp32.tflite\n    max_p50ms: 3\n",
+     ":3: unknown key 'rules[0].max_p50ms'; did you mean 'max_p50_ms'?"),
+    ("regression:\n  confidance: 0.9\n", ":2: unknown key 'regression.confidance'; did you mean 'confidence'?"),
+    ("rules:\n  - {artifact: x, max_size: 3mb}\n", ":2: rules[0].max_size: unknown size unit 'mb'"),
+    ("rules:\n  - {artifact: model_fp32.tflite}\n", "sets no limit"),
+    ("rules:\n  - artifact: a\n    artifact: b\n    max_size: 1\n", ":3: duplicate key 'artifact'"),
+    ("rules:\n  - name: gone\n    artifact: model_int8.tflite\n    max_size: 4MB\n",
+     ":2: rule 'gone': selects nothing in v2_0.35_96: no artifact matches artifact 'model_int8.tflite'"),
+    ("rules:\n  - {model: 'v3*', max_size: 1MB}\n", ":2: rule 1: selects nothing: model 'v3*' matches no report"),
+    ("rules:\n  - {artifact: model_fp32.tflite, threads: 4, max_p50_ms: 3}\n",
+     "needs the latency of model_fp32.tflite (device host, threads 4)"),
+    ("rules:\n  - {artifact: model_fp32.tflite, device: pixel7, max_p90_ms: 3}\n",
+     "--device pixel7` then `mnetdeploy report"),
+    ("rules:\n  - {artifact: model_fp32.tflite, min_top1: 50}\n", "needs the accuracy of model_fp32.tflite"),
+    ("rules:\n  - {artifact: model.keras, max_p50_ms: 3}\n", "which `mnetdeploy bench` cannot time"),
+])
+def test_bad_budgets_are_one_line_errors_with_exit_2(model_dir, tmp_path, text, expected):
+    junit = tmp_path / "gate.xml"
+    line = one_line_error(gate(model_dir, "--budgets", budgets_file(tmp_path, text), "--junit", junit))
+    assert expected in line, line
+    assert not junit.exists()  # bad input: nothing written
+
+
+@slow
+def test_missing_files_are_one_line_errors(model_dir, tmp_path):
+    ok = budgets_file(tmp_path, "rules:\n  - {max_size: 1GB}\n")
+    assert "no such file" in one_line_error(gate(tmp_path / "nope.json", "--budgets", ok))
+    assert "run `mnetdeploy report" in one_line_error(gate(tmp_path, "--budgets", ok))
+    assert "budgets file not found" in one_line_error(gate(model_dir, "--budgets", tmp_path / "nope.yaml"))
+    assert "no such file" in one_line_error(gate(model_dir, "--budgets", ok, "--baseline", tmp_path / "b.json"))
+
+
+# --------------------------------------------------------------------------------- regression (baseline)
+
+def with_latency(report: dict, result: dict) -> dict:
+    """The report with its one latency result replaced (as if `bench` + `report` had run again)."""
+    return dict(copy.deepcopy(report), latency=[dict(result, model="model_fp32.tflite")])
+
+
+def scaled(result: dict, factor: float) -> dict:
+    """A real result with every sample multiplied by `factor`: an injected slowdown of exactly that size."""
+    samples = [x * factor for x in result["samples_ms"]]
+    return dict(result, samples_ms=samples, latency_ms=vars(summarize(samples)))
+
+
+def regression_check(candidate: dict, baseline: dict, **regression):
+    budgets = Budgets.model_validate({"regression": regression})
+    result = evaluate([Report("candidate", candidate)], budgets, [Report("baseline", baseline)])
+    (check,) = result.checks
+    return check
+
+
+@slow
+def test_identical_reruns_pass_20_of_20_and_injected_slowdowns(model_dir, report):
+    """The flake test: the fixture's real run is the baseline; 20 real reruns of the same model on the same
+    machine are gated against it with the default rule (max_slowdown 0.10, 95 % interval). Then every rerun
+    is slowed by exactly 30 % (must fail), and the baseline's own samples by 2 % (must pass)."""
+    (baseline_result,) = report["latency"]
+    model = model_dir / "model_fp32.tflite"
+    reruns = [run_benchmark(model, **BENCH).to_dict() for _ in range(RERUNS)]
+
+    checks = [regression_check(with_latency(report, r), report) for r in reruns]
+    table = "\n".join(f"ratio {c.measured:.3f} CI [{c.details['ci_low']:.3f}, {c.details['ci_high']:.3f}] "
+                      f"{c.verdict}" for c in checks)
+    assert [c.verdict for c in checks] == ["pass"] * RERUNS, table
+    assert all(c.details["ci_low"] <= c.measured <= c.details["ci_high"] for c in checks)
+    assert all(c.details["blocks"] == 20 and c.details["confidence"] == 0.95 for c in checks)
+
+    slower = [regression_check(with_latency(report, scaled(r, 1.30)), report) for r in reruns]
+    assert [c.verdict for c in slower] == ["fail"] * RERUNS, [round(c.details["ci_low"], 3) for c in slower]
+    # A real 2 % change, isolated from run-level noise: below max_slowdown, so it passes.
+    wobble = regression_check(with_latency(report, scaled(baseline_result, 1.02)), report)
+    assert wobble.measured == pytest.approx(1.02)
+    assert wobble.verdict == "pass" and not wobble.details["unclear"]
+
+
+@slow
+def test_baseline_on_the_command_line(model_dir, report, tmp_path):
+    rules = budgets_file(tmp_path, "rules:\n  - {artifact: '*.tflite', max_size: 1GB}\nregression:\n"
+                                   "  max_slowdown: 0.10\n")
+    same = gate(model_dir, "--budgets", rules, "--baseline", model_dir / "report.json")
+    assert same.exit_code == 0, same.output
+    assert "max_slowdown" in same.stdout and "1.000" in same.stdout
+
+    (real,) = report["latency"]
+    slow_report = tmp_path / "slow" / "report.json"
+    write_json(slow_report, with_latency(report, scaled(real, 1.30)))
+    junit = tmp_path / "gate.xml"
+    result = gate(slow_report, "--budgets", rules, "--baseline", model_dir, "--junit", junit, "--json")
+    assert result.exit_code == 1, result.output
+    regression = [c for c in json.loads(result.stdout)["checks"] if c["kind"] == "regression"]
+    (check,) = regression
+    assert check["verdict"] == "fail" and check["measured"] == pytest.approx(1.30)
+    assert check["details"]["ci_low"] > 1.10 and check["limit"] == pytest.approx(1.10)
+    assert check["name"] == "model_fp32.tflite host threads=1: max_slowdown"
+    (failure,) = ET.parse(junit).getroot().iter("failure")
+    assert "ratio 1.300" in failure.get("message") and "entirely above 1.100" in failure.get("message")
+    assert "gate FAIL" in result.stderr
+
+
+@slow
+def test_just_over_the_limit_is_unclear_not_failed(report):
+    (real,) = report["latency"]
+    over = regression_check(with_latency(report, scaled(real, 1.1001)), report)
+    assert over.verdict == "pass" and over.details["unclear"] and over.measured > 1.10 > over.details["ci_low"]
+    assert "not clear" in over.note
+    under = regression_check(with_latency(report, scaled(real, 1.0999)), report)
+    assert under.verdict == "pass" and not under.details["unclear"] and under.note is None
+
+
+@slow
+def test_baseline_from_another_cpu_is_skipped_visibly(report, tmp_path):
+    (real,) = report["latency"]
+    elsewhere = dict(real, environment=dict(real["environment"], cpu_model="Some Other CPU @ 2.0GHz"))
+    baseline = with_latency(report, scaled(elsewhere, 0.5))  # "2x faster" on another machine
+    check = regression_check(report, baseline)
+    assert check.verdict == "skip" and "another CPU" in check.note
+    compared = regression_check(report, baseline, same_cpu=False)
+    assert compared.verdict == "fail" and compared.measured == pytest.approx(2.0)
+
+
+@slow
+def test_too_few_samples_too_short_and_no_shared_result_are_bad_input(report):
+    (real,) = report["latency"]
+    few = dict(real, samples_ms=real["samples_ms"][:12])
+    budgets = Budgets.model_validate({})
+    with pytest.raises(UserError, match="12 samples, fewer than regression.min_samples 30"):
+        evaluate([Report("candidate", with_latency(report, few))], budgets, [Report("baseline", report)])
+    short = dict(real, measured_seconds=0.2)
+    with pytest.raises(UserError, match="measured for 0.2 s, less than regression.min_seconds 0.5"):
+        evaluate([Report("candidate", with_latency(report, short))], budgets, [Report("baseline", report)])
+    other = with_latency(report, dict(real, threads=2))
+    with pytest.raises(UserError, match="shares no latency result"):
+        evaluate([Report("candidate", other)], budgets, [Report("baseline", report)])
+
+
+# ---------------------------------------------------------------------- block bootstrap (bench/stats.py)
+
+@pytest.mark.parametrize("n", [301, 300])
+def test_block_bootstrap_medians_equal_the_naive_computation(n):
+    from mnetdeploy.bench.stats import _block_bootstrap_medians
+
+    x = np.random.default_rng(3).lognormal(0, 0.3, n)
+    fast = _block_bootstrap_medians(x, np.random.default_rng(11), 40, blocks=7)
+    # The obvious way, from the same random starts: 7 blocks of ceil(n/7) consecutive samples, cut to n.
+    length = -(-n // 7)
+    starts = np.random.default_rng(11).integers(0, n - length + 1, size=(40, -(-n // length)))
+    naive = [np.median(np.concatenate([x[s:s + length] for s in row])[:n]) for row in starts]
+    np.testing.assert_allclose(fast, naive)
+
+
+def test_block_interval_widens_for_a_run_with_a_slow_stretch_only():
+    """SYNTHETIC series (the property, not a measurement): a steady run keeps about the iid width; a run whose
+    middle third is 25 % slower (a neighbour's burst) gets a much wider interval, so it cannot fail alone."""
+    from mnetdeploy.bench.stats import median_ratio_ci
+
+    rng = np.random.default_rng(0)
+    steady, other = rng.lognormal(0, 0.05, 900), rng.lognormal(0, 0.05, 900)
+    burst = other.copy()
+    burst[300:600] *= 1.25
+    width = lambda ci: ci.high - ci.low  # noqa: E731
+    iid, blocked = median_ratio_ci(other, steady), median_ratio_ci(other, steady, blocks=20)
+    assert width(blocked) < 2.5 * width(iid)
+    iid, blocked = median_ratio_ci(burst, steady), median_ratio_ci(burst, steady, blocks=20)
+    assert width(blocked) > 3 * width(iid) and blocked.blocks == 20 and iid.blocks is None
+    with pytest.raises(ValueError, match="blocks"):
+        median_ratio_ci(steady, other, blocks=1)
+
+
+# ---------------------------------------------------------------------------------- shipped example
+
+def test_shipped_budgets_example_is_valid_and_covers_the_four_exports():
+    budgets = load_budgets(PROJECT_ROOT / "configs" / "budgets.yaml")
+    files = ("model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx", "model_int8.onnx")
+    import fnmatch
+
+    for name in files:
+        assert any(fnmatch.fnmatchcase(name, r.artifact) and r.max_p50_ms for r in budgets.rules), name
+        assert any(fnmatch.fnmatchcase(name, r.artifact) and r.max_size for r in budgets.rules), name
+    assert all(r.line for r in budgets.rules)
+    assert 0 < budgets.regression.max_slowdown < 1 and budgets.regression.confidence == 0.95
+
+
+def test_rule_lines_and_defaults():
+    budgets = parse_budgets("# header\nrules:\n  - max_size: 1MB\n\n  - name: second\n    max_p50_ms: 2\n", "b.yaml")
+    assert [r.line for r in budgets.rules] == [3, 5]
+    assert budgets.where(budgets.rules[1]) == "b.yaml:5: rule 'second'"
+    assert (budgets.rules[0].model, budgets.rules[0].artifact, budgets.rules[0].device) == ("*", "*", "host")
+    with pytest.raises(ConfigError, match="empty budgets file"):
+        parse_budgets("", "b.yaml")
