@@ -20,6 +20,8 @@ from mnetdeploy.errors import EXIT_FAILED, UserError
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         debug = ctx.params.get("debug") or os.environ.get("MNETDEPLOY_DEBUG") == "1"
+        if debug:
+            os.environ["MNETDEPLOY_DEBUG"] = "1"  # library code (e.g. converters' output) reads it too
         try:
             return super().invoke(ctx)
         except UserError as e:
@@ -461,6 +463,75 @@ def devices(adb_path, adb_server, as_json):
     for d in found:
         if d["note"]:
             con.print(f"{d['serial']}: {d['note']}", soft_wrap=True, highlight=False)
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--arch", type=click.Choice(["v1", "v2", "v3-small", "v3-large"]),
+              help="Architecture (default: the config's, else v2).")
+@click.option("--alpha", "alphas", default="0.35,0.5,0.75,1.0", show_default=True, help="Comma-separated widths.")
+@click.option("--res", "resolutions", default="96,128,160,192,224", show_default=True,
+              help="Comma-separated resolutions (multiples of 32).")
+@click.option("--precisions", default="fp32,int8", show_default=True, help="Comma-separated TFLite precisions.")
+@click.option("--threads", default="1", show_default=True, help="Comma-separated benchmark thread counts.")
+@click.option("--device", "devices", multiple=True, metavar="host|android[:SERIAL]|ssh://HOST",
+              help="Benchmark device (repeatable; default host). Never two models at once on one device.")
+@click.option("--data", type=click.Path(file_okay=False), help="Labelled images: measure top-1 (needs --weights).")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N images of --data.")
+@click.option("--weights", help="'imagenet' or a weights file; without it accuracy is meaningless (random weights).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Build/quantize this many points in parallel (spawned processes).")
+@click.option("--executor", metavar="MODULE:FACTORY",
+              help="Build/quantize on another engine: FACTORY(jobs) returns an executor (e.g. a Dask client.map "
+                   "or Ray adapter; see `python -c 'import mnetdeploy.sweep as s; help(s)'`).")
+@click.option("--budget-latency-ms", type=click.FloatRange(min=0, min_open=True), help="Max p50 (ms).")
+@click.option("--budget-size-kb", type=click.FloatRange(min=0, min_open=True), help="Max model file size (KB).")
+@click.option("--min-top1", type=click.FloatRange(0, 100), help="Min top-1 (%).")
+@click.option("--runs", type=click.IntRange(min=1), help="Benchmark runs per model (default: the config's).")
+@click.option("--min-seconds", type=click.FloatRange(min=0), help="Minimum benchmark time per model.")
+@click.option("--warmup", type=click.IntRange(min=0), help="Warm-up runs per model.")
+@click.option("--num-calib", type=click.IntRange(min=1), help="int8 calibration images.")
+@click.option("--out", help="Sweep folder: sweep.json/.md/.html and models/ (default sweeps/<arch>).")
+@click.option("--max-points", type=click.IntRange(min=0), help="Stop after N new points (rerun to resume).")
+@click.option("--json", "as_json", is_flag=True, help="Print sweep.json's content on stdout.")
+def sweep(config, arch, alphas, resolutions, precisions, threads, devices, data, limit, weights, jobs, executor,
+          budget_latency_ms, budget_size_kb, min_top1, runs, min_seconds, warmup, num_calib, out, max_points,
+          as_json):
+    """Build, quantize, benchmark (and with --data and --weights evaluate) every alpha x res x precision x
+    threads; print the table, the Pareto frontier, the recommendation under the budgets and the
+    latency ~ MACs fit; write OUT/sweep.json, sweep.md and sweep.html.
+
+    \b
+    Resumable: rerun the same command after an interruption; finished points are skipped.
+    Builds run in parallel with --jobs (or on Dask/Ray with --executor); benchmarks never share a device.
+    """
+    from mnetdeploy.config import load_config
+    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.sweep import Budgets, Grid, SweepOptions, load_executor, parse_list, run_sweep
+    from mnetdeploy.sweep_report import console_table
+
+    base = load_config(config, {"model.arch": arch, "model.weights": weights, "eval.data": data,
+                                "eval.limit": limit, "bench.runs": runs, "bench.min_seconds": min_seconds,
+                                "bench.warmup": warmup, "quantize.num_calib": num_calib})
+    grid = Grid(base.model.arch, parse_list(alphas, float, "--alpha"), parse_list(resolutions, int, "--res"),
+                parse_list(precisions, str, "--precisions"), parse_list(threads, int, "--threads"),
+                tuple(devices) or tuple(base.bench.devices))
+    options = SweepOptions(out=out or str(Path("sweeps") / grid.arch), jobs=jobs, max_points=max_points,
+                           executor=load_executor(executor, jobs) if executor else None,
+                           budgets=Budgets(budget_latency_ms, budget_size_kb, min_top1))
+    with stderr_console().status("sweeping") as status:
+        state = run_sweep(base, grid, options, progress=lambda msg: status.update(msg))
+    if as_json:
+        _emit_json(state)
+        return
+    con = stdout_console()
+    con.print(console_table(state))
+    con.print(f"recommendation: {state['recommendation']['reason']}", soft_wrap=True, highlight=False)
+    for f in state["fit"]:
+        con.print(f"fit {f['precision']} {f['threads']}thr {f['device']}: p50 = {f['a_ms_per_mmac']:.5f} ms/M MACs "
+                  f"* MACs + {f['b_ms']:.3f} ms (R2 {f['r2']:.3f}, {len(f['departures'])} departure(s))",
+                  highlight=False)
+    con.print(f"{state['accuracy']['note']}\nreport: {Path(options.out) / 'sweep.html'}", highlight=False)
 
 
 def main() -> None:

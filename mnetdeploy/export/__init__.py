@@ -10,10 +10,6 @@ Heavy libraries are imported inside functions.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from typing import Iterator
 
 EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
@@ -22,25 +18,3 @@ PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 def artifact_name(fmt: str, precision: str) -> str:
     """File name of an export inside the artifact directory, e.g. model_int8.tflite."""
     return f"model_{precision}{EXTENSIONS[fmt]}"
-
-
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Send everything written to file descriptor 1 to stderr for the duration.
-
-    TensorFlow's converter, Keras' SavedModel export and ONNX Runtime's calibrator print progress on stdout,
-    some of it from C++ (below Python's sys.stdout), which would corrupt `--json` output."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no real file descriptor 1 (embedded interpreters): nothing to protect
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from mnetdeploy.export import stdout_to_stderr
+from mnetdeploy.quiet import quiet_native_output
 
 INPUT_NAME = "input"
 FP16_MIN_ELEMENTS = 16   # small constants (shapes, clip bounds) stay float32
@@ -36,7 +36,7 @@ def keras_to_onnx(model, target_opset: int | None = None):
 
     shape = (1,) + tuple(int(d) for d in model.input_shape[1:])
     spec = (tf.TensorSpec(shape, tf.float32, name=INPUT_NAME),)
-    with stdout_to_stderr():
+    with quiet_native_output():
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=target_opset or opset())
     proto.producer_name = "mnetdeploy (tf2onnx)"
     return proto

@@ -19,7 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from mnetdeploy.errors import UserError
-from mnetdeploy.export import stdout_to_stderr
+from mnetdeploy.quiet import quiet_native_output
 
 IO_TYPES = ("float", "int8", "uint8")
 FLOAT_PRECISIONS = ("fp32", "fp16", "dynamic")
@@ -44,7 +44,7 @@ def convert_float(model, precision: str) -> bytes:
         converter.target_spec.supported_types = [tf.float16]
     elif precision == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    with stdout_to_stderr():
+    with quiet_native_output():
         return bytes(converter.convert())
 
 
@@ -62,7 +62,7 @@ def calibrate(model, images: np.ndarray) -> bytes:
     converter.representative_dataset = representative
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
-    with stdout_to_stderr():
+    with quiet_native_output():
         return bytes(converter.convert())
 
 
@@ -79,7 +79,7 @@ def quantize_calibrated(calibrated: bytes, io: str = "int8", keep_float: Iterabl
 
     dtype = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[io]
     denylist = list(keep_float) or None
-    with stdout_to_stderr():
+    with quiet_native_output():
         return bytes(convert.mlir_quantize(calibrated, disable_per_channel=False, input_data_type=dtype,
                                            output_data_type=dtype, denylisted_nodes=denylist))
 

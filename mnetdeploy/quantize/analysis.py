@@ -45,7 +45,7 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
     """Rows for the TFLite int8 model made from `calibrated` (float I/O, `keep_float` tensors denylisted)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from mnetdeploy.export import stdout_to_stderr
+    from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.tflite import keras_layer_of, quantize_calibrated
 
     quantized = quantize_calibrated(calibrated, "float", keep_float)
@@ -59,7 +59,7 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
         it.allocate_tensors()
         return it
 
-    with stdout_to_stderr():
+    with quiet_native_output():
         fl, q = interpreter(calibrated), interpreter(quantized)
     float_index = {d["name"]: d["index"] for d in fl.get_tensor_details()}
     q_details = {d["index"]: d for d in q.get_tensor_details()}
@@ -115,10 +115,10 @@ def _tflite_own_errors(calibrated: bytes, keep_float: list[str], images: np.ndar
     import tensorflow as tf
     from tensorflow.lite.python import convert
 
-    from mnetdeploy.export import stdout_to_stderr
+    from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.tflite import keras_layer_of
 
-    with stdout_to_stderr():
+    with quiet_native_output():
         debug_model = convert.mlir_quantize(calibrated, enable_numeric_verify=True,
                                             input_data_type=tf.float32, output_data_type=tf.float32,
                                             denylisted_nodes=list(keep_float) or None)
@@ -147,13 +147,13 @@ def analyze_onnx(float_path: Path, int8_path: Path, proto, snapped, images: np.n
     from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_activation_matching,
                                                          modify_model_output_intermediate_tensors)
 
-    from mnetdeploy.export import stdout_to_stderr
+    from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.onnx import WEIGHTED_OPS, node_layer_names
     from mnetdeploy.quantize.onnx_static import _reader
 
     node_layer = node_layer_names(proto, {l.name for l in snapped.layers})
     producer = {out: node for node in proto.graph.node for out in node.output}
-    with tempfile.TemporaryDirectory(prefix="mnetdeploy-analysis-") as tmp, stdout_to_stderr():
+    with tempfile.TemporaryDirectory(prefix="mnetdeploy-analysis-") as tmp, quiet_native_output():
         aug_float, aug_q = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         modify_model_output_intermediate_tensors(str(float_path), str(aug_float))
         modify_model_output_intermediate_tensors(str(int8_path), str(aug_q))

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from mnetdeploy.errors import UserError
-from mnetdeploy.export import stdout_to_stderr
+from mnetdeploy.quiet import quiet_native_output
 from mnetdeploy.export.onnx import INPUT_NAME
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -66,7 +66,7 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, images: np.ndarray, me
     keep = list(keep_float_nodes)
     calibrate_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                         "percentile": CalibrationMethod.Percentile}[method]
-    with stdout_to_stderr(), _quiet_root_logger():
+    with quiet_native_output(), _quiet_root_logger():
         quantize_static(
             str(fp32_path), str(out_path), _reader(images),
             quant_format=QuantFormat.QDQ,

@@ -21,9 +21,12 @@ class LiteRTRunner(Runner):
         resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         self.threads = threads
         self.xnnpack = xnnpack
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
-                                       experimental_op_resolver_type=resolver)
-        self.interpreter.allocate_tensors()
+        from mnetdeploy.quiet import quiet_native_output
+
+        with quiet_native_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." per model
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                           experimental_op_resolver_type=resolver)
+            self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
 
