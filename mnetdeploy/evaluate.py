@@ -55,72 +55,18 @@ class EvalResult:
 # ------------------------------------------------------------------------------------------ model precision
 
 def model_precision(path: str | Path, runner: Runner | None = None) -> str:
-    """fp32 / fp16 / int8 / int16x8 / dynamic, from the model file itself (not from its name)."""
+    """fp32 / fp16 / int8 / int16x8 / dynamic, from the model file itself (not from its name).
+
+    TFLite and ONNX files are read by the same inspection the benchmark records (bench/environment.py);
+    a Keras model's precision is its compute dtype."""
     fmt = model_format(path)
-    if fmt == "tflite":
-        return tflite_precision(path)
-    if fmt == "onnx":
-        return onnx_precision(path)
+    if fmt in ("tflite", "onnx"):
+        from mnetdeploy.bench.environment import inspect_model
+
+        return inspect_model(path).precision
     model = getattr(runner, "model", None)
     policy = getattr(getattr(model, "dtype_policy", None), "compute_dtype", "float32")
     return {"float16": "fp16", "bfloat16": "bf16"}.get(str(policy), "fp32")
-
-
-def tflite_precision(path: str | Path) -> str:
-    """Activations (tensors some operator writes) decide between integer and float inference; constant
-    tensors (weights) decide between dynamic-range int8, fp16 and fp32."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = Path(path).read_bytes()
-    try:
-        model = schema.Model.GetRootAs(buf, 0)
-        activation_types, constant_types = set(), set()
-        for s in range(model.SubgraphsLength()):
-            graph = model.Subgraphs(s)
-            written = {int(i) for o in range(graph.OperatorsLength()) for i in graph.Operators(o).OutputsAsNumpy()}
-            for t in range(graph.TensorsLength()):
-                tensor = graph.Tensors(t)
-                buffer = model.Buffers(tensor.Buffer()) if tensor.Buffer() < model.BuffersLength() else None
-                constant = buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1)
-                if t in written:
-                    activation_types.add(tensor.Type())
-                elif constant:
-                    constant_types.add(tensor.Type())
-    except Exception as e:  # flatbuffers raises assorted errors on a file that is not a TFLite model
-        raise UserError(f"{path}: not a readable TFLite model ({type(e).__name__}); check the file") from None
-    T = schema.TensorType
-    if activation_types & {T.INT8, T.UINT8}:
-        return "int8"
-    if T.INT16 in activation_types:
-        return "int16x8"
-    if constant_types & {T.INT8, T.UINT8, getattr(T, "INT4", -1)}:
-        return "dynamic"
-    if T.FLOAT16 in constant_types:
-        return "fp16"
-    return "fp32"
-
-
-_ONNX_DYNAMIC_OPS = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"}
-
-
-def onnx_precision(path: str | Path) -> str:
-    """int8 when the graph quantizes activations (QDQ pairs or QLinear* operators); dynamic when it only
-    quantizes on the fly (DynamicQuantizeLinear / *Integer ops); fp16 for float16 weights; else fp32."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise UserError(f"{path}: not a readable ONNX model ({type(e).__name__}); check the file") from None
-    graphs = [model.graph] + [f for f in model.functions]
-    ops = {node.op_type for g in graphs for node in g.node}
-    if ops & _ONNX_DYNAMIC_OPS:
-        return "dynamic"
-    if ops & {"QuantizeLinear", "DequantizeLinear"} or any(op.startswith("QLinear") for op in ops):
-        return "int8"
-    if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return "fp16"
-    return "fp32"
 
 
 # ----------------------------------------------------------------------------------------- data and labels

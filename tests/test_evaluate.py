@@ -14,7 +14,7 @@ from conftest import IMAGENET_SAMPLE, PRETRAINED_V1, require
 from mnetdeploy.cli import cli
 from mnetdeploy.data import files_hash, find_images, load_images, read_default_calibration
 from mnetdeploy.errors import UserError
-from mnetdeploy.evaluate import evaluate, model_precision, onnx_precision, tflite_precision
+from mnetdeploy.evaluate import evaluate, model_precision
 
 pytestmark = pytest.mark.slow
 
@@ -225,6 +225,6 @@ def test_precision_detection(tiny_keras, tmp_path):
     model, keras_path = tiny_keras
     assert model_precision(keras_path) == "fp32"
     for mode in ("fp32", "fp16", "dynamic", "int8"):
-        assert tflite_precision(_to_tflite(model, tmp_path / f"{mode}.tflite", mode)) == mode
-    assert onnx_precision(_onnx_classifier(tmp_path / "f.onnx")[0]) == "fp32"
-    assert onnx_precision(_onnx_classifier(tmp_path / "q.onnx", quantized=True)[0]) == "int8"
+        assert model_precision(_to_tflite(model, tmp_path / f"{mode}.tflite", mode)) == mode
+    assert model_precision(_onnx_classifier(tmp_path / "f.onnx")[0]) == "fp32"
+    assert model_precision(_onnx_classifier(tmp_path / "q.onnx", quantized=True)[0]) == "int8"
