@@ -129,7 +129,7 @@ def info(target, as_json):
 def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, threads, resolution, as_json):
     """Top-1/top-5 accuracy of Keras, TFLite or ONNX MODELs on labelled images, and their agreement."""
     from mnetdeploy.evaluate import evaluate
-    from mnetdeploy.report.console import stdout_console
+    from mnetdeploy.report.console import eval_table, stdout_console
 
     from mnetdeploy.results import store_results
 
@@ -140,26 +140,12 @@ def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, 
         _emit_json([r.to_dict() for r in results])
         return
     con = stdout_console()
-    con.print(_eval_table(results))
+    con.print(eval_table(results))
     data = results[0].data
     con.print(f"data: {data['dir']}  {data['count']} images ({data['first_file']} .. {data['last_file']}, "
               f"skip-first {data['skip_first']})  sha256 {data['hash'][:16]}  labels {data['labels']}")
     if data["skipped"]:
         con.print(f"warning: {data['skipped']} unreadable image(s) skipped, e.g. {data['skipped_files'][0]}")
-
-
-def _eval_table(results):
-    from rich.table import Table
-
-    table = Table(title="accuracy", header_style="bold")
-    for col in ("model", "format", "precision", "n", "top-1 %", "top-5 %", "agree top-1 %", "cosine", "offset",
-                "seconds"):
-        table.add_column(col, justify="left" if col in ("model", "format", "precision") else "right")
-    for r in results:
-        agree = "reference" if r.reference else ("-" if r.agreement_top1 is None else f"{r.agreement_top1:.2f}")
-        table.add_row(r.model, r.format, r.precision, str(r.n), f"{r.top1:.2f}", f"{r.top5:.2f}", agree,
-                      "-" if r.cosine is None else f"{r.cosine:.5f}", str(r.label_offset), f"{r.seconds:.1f}")
-    return table
 
 
 @cli.command()
