@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +37,10 @@ def models(tmp_path_factory) -> Path:
     import tensorflow as tf
     import tf2onnx
 
+    from converters import export_tflite_pair
+
+    export_tflite_pair(directory, 96, samples=4)
     model = keras.saving.load_model(directory / "model.keras")
-    (directory / "model_fp32.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: (
-        [rng.uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)] for _ in range(4))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with warnings.catch_warnings():  # "statistics for quantized inputs were expected": float I/O by design
-        warnings.simplefilter("ignore", UserWarning)
-        (directory / "model_int8.tflite").write_bytes(converter.convert())
     model.output_names = ["output"]
     tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((1, 96, 96, 3), tf.float32, name="input"),),
                                opset=17, output_path=str(directory / "model_fp32.onnx"))

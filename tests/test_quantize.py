@@ -17,19 +17,9 @@ from click.testing import CliRunner
 
 from conftest import IMAGENET_SAMPLE, PRETRAINED_V1, require
 from mnetdeploy.cli import cli
-from test_export import RES, build_model, write_image_folder
+from test_export import RES, build_model, quantize_json, write_image_folder
 
 NUM_CALIB = 16
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def quantize_json(*args: str) -> dict:
-    result = run("quantize", *args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import browser
+from converters import export_tflite_pair
 from conftest import IMAGENET_SAMPLE, require
 from mnetdeploy.cli import cli
 from mnetdeploy.fsutil import sha256_file
@@ -31,24 +31,6 @@ from mnetdeploy.results import load_results
 
 EVAL_IMAGES = 20
 THREADS = (1, 2)
-
-
-def _export_tflite(directory: Path) -> None:
-    """model_fp32.tflite and a full-integer model_int8.tflite (float I/O), the names quantize will use."""
-    import keras
-    import tensorflow as tf
-
-    model = keras.saving.load_model(directory / "model.keras")
-    (directory / "model_fp32.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: (
-        [rng.uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)] for _ in range(8))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with warnings.catch_warnings():  # "statistics for quantized inputs were expected": float I/O by design
-        warnings.simplefilter("ignore", UserWarning)
-        (directory / "model_int8.tflite").write_bytes(converter.convert())
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +44,7 @@ def measured(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report-models")
     directory = build(load_config(None, {"model.arch": "v2", "model.alpha": 0.35, "model.resolution": 96,
                                          "output": str(out)})).artifact_dir
-    _export_tflite(directory)
+    export_tflite_pair(directory, 96)
     results = [run_benchmark(directory / name, runs=20, min_seconds=0, threads=threads)
                for name in ("model_fp32.tflite", "model_int8.tflite") for threads in THREADS]
     store_results("bench", [r.to_dict() for r in results])

@@ -13,7 +13,10 @@ Schema `mnetdeploy-report`, version 1 (`REPORT_SCHEMA_VERSION`):
     artifacts       one per model file in the directory (model.keras, *.tflite, *.onnx):
                     {file, format: keras|tflite|onnx, precision: fp32|fp16|dynamic|int8|int16x8, bytes, sha256,
                      validation: {max_abs_diff, cosine, top1_agreement (percent), n, images} | null  (vs Keras),
-                     calibration: {source, directory, count, content_hash, ...} | null}
+                     calibration: {source, directory, count, content_hash, ...} | null,
+                     execution: how this machine's runtime runs the file (runtimes/inspect.py: LiteRT ops
+                     taken by XNNPACK vs default kernels by op type; ONNX Runtime int8 vs float nodes after
+                     its graph optimizations) | {error} | null (keras)}
     accuracy        `mnetdeploy eval` results for files of this directory: {model (file name), format,
                     precision, n, top1, top5 (percent), agreement_top1 (percent vs reference, or null),
                     cosine, reference (bool), data: {dir, count, hash, ...}}
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mnetdeploy import __version__
-from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json, read_manifest
+from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json
 from mnetdeploy.errors import UserError
 from mnetdeploy.fsutil import sha256_file
 from mnetdeploy.results import load_results
@@ -112,7 +115,14 @@ def _artifact(path: Path, record: dict[str, Any] | None) -> dict[str, Any]:
         "calibration": record.get("calibration"),
         "io": record.get("io"),
         "keep_float": record.get("keep_float") or [],
+        "execution": _execution(path) if fmt != "keras" else None,
     }
+
+
+def _execution(path: Path) -> dict[str, Any]:
+    from mnetdeploy.info import execution_of
+
+    return execution_of([path])[path.name]
 
 
 def _precision_of(path: Path) -> str:
