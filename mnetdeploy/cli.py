@@ -515,7 +515,9 @@ def sweep(config, arch, alphas, resolutions, precisions, threads, devices, data,
     con.print(f"recommendation: {state['recommendation']['reason']}", soft_wrap=True, highlight=False)
     for f in state["fit"]:
         con.print(f"fit {f['precision']} {f['threads']}thr {f['device']}: p50 = {f['a_ms_per_mmac']:.5f} ms/M MACs "
-                  f"* MACs + {f['b_ms']:.3f} ms (R2 {f['r2']:.3f}, {len(f['departures'])} departure(s))",
+                  f"* MACs + {f['b_ms']:.3f} ms (R2 {f['r2']:.3f}, {len(f['departures'])} departure(s)); "
+                  "mean residual by alpha: " + ", ".join(f"{a} {v:+.0f} %"
+                                                         for a, v in f["residual_pct_by_alpha"].items()),
                   highlight=False)
     con.print(f"{state['accuracy']['note']}\nreport: {Path(options.out) / 'sweep.html'}", highlight=False)
 

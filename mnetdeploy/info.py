@@ -1,4 +1,6 @@
-"""`mnetdeploy info`: what a model is, layer by layer, without loading TensorFlow."""
+"""`mnetdeploy info`: what a model is, layer by layer, without loading TensorFlow; for exported models also
+how the runtime executes them (`execution`: XNNPACK delegation, ONNX Runtime int8 kernels; see
+mnetdeploy/runtimes/inspect.py)."""
 
 from __future__ import annotations
 
@@ -25,4 +27,27 @@ def describe(target: str | Path) -> dict[str, Any]:
     directory = find_artifact_dir(target)
     summary = read_json(directory / SUMMARY)
     summary["artifact_dir"] = str(directory)
+    exports = [target] if target.suffix in EXPORT_SUFFIXES else (
+        sorted(p for p in directory.iterdir() if p.suffix in EXPORT_SUFFIXES) if target.is_dir() else [])
+    if exports:
+        summary["execution"] = execution_of(exports)
     return summary
+
+
+EXPORT_SUFFIXES = (".tflite", ".onnx")
+
+
+def execution_of(paths: list[Path], threads: int = 1) -> dict[str, Any]:
+    """{file name: inspect_execution(...)}; a file the runtime cannot load gets {"error": ...} instead of
+    failing the whole summary (info is how one finds out what is wrong with it)."""
+    from mnetdeploy.runtimes.inspect import inspect_execution
+
+    out = {}
+    for path in paths:
+        try:
+            out[path.name] = inspect_execution(path, threads)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a broken model file is reported, not raised
+            out[path.name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+    return out

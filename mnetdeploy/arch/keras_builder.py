@@ -71,3 +71,40 @@ def _apply(layers, layer: Layer, args: list):
         x = _activation(layers, layer.act, layer.act_name)(x)
     return x
 
+
+
+# ------------------------------------------------------------------------------------- deployment graphs
+#
+# What the exporters convert is not the model as built but its deployment form: the same layers, names and
+# weights, rebuilt with a static batch of 1. With a dynamic batch, Reshape/Flatten compute their target shape
+# at run time (SHAPE, STRIDED_SLICE, PACK before RESHAPE): XNNPACK takes none of these, so the graph was split
+# and its tail ran on LiteRT's default kernels (measured with TF 2.21 / ai-edge-litert 2.3.0, v3-small 224:
+# 108 of 112 ops delegated, 2 partitions; batch 1: 100 %, one partition). How int8 graphs treat hard-swish
+# and softmax is decided at quantization (export/tflite.py).
+
+
+def deploy_graph(model):
+    """`model` (as built, BN-folded or with int8 weights) rebuilt with batch 1: same layers, names, weights
+    and float function."""
+    import keras
+
+    from mnetdeploy.quantize.graph import clone_layer, inbound
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("deploy_graph: single-input, single-output models only")
+    src = model.inputs[0]
+    image = keras.Input(shape=src.shape[1:], batch_size=1, dtype=src.dtype, name=src.name)
+    tensors = {id(src): image}
+    pending = []
+    for layer in model.layers:
+        if layer.__class__.__name__ == "InputLayer":
+            continue
+        args = [tensors[id(t)] for t in inbound(layer)]
+        new = clone_layer(layer)
+        tensors[id(layer.output)] = new(args if len(args) > 1 else args[0])
+        pending.append((new, layer.get_weights()))
+    out = keras.Model(image, tensors[id(model.outputs[0])], name=model.name)
+    for new, weights in pending:
+        if weights:
+            new.set_weights(weights)
+    return out

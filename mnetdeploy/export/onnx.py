@@ -39,6 +39,57 @@ def keras_to_onnx(model, target_opset: int | None = None):
     with quiet_native_output():
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=target_opset or opset())
     proto.producer_name = "mnetdeploy (tf2onnx)"
+    return global_pool_form(proto)
+
+
+def global_pool_form(proto):
+    """Spatial means (tf2onnx writes Keras' global pooling as ReduceMean over H, W after moving the layout to
+    NCHW) become GlobalAveragePool (+ Flatten when the channel axis is all that is kept). Same values; but
+    ONNX Runtime fuses DequantizeLinear -> GlobalAveragePool -> QuantizeLinear into QLinearGlobalAveragePool,
+    while a ReduceMean in an int8 model stays float between a DequantizeLinear and a QuantizeLinear (v3-small:
+    10 such islands, one per squeeze-excite block and the head). Changed in place, returned."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    nodes = []
+    for node in graph.node:
+        axes = None
+        if node.op_type == "ReduceMean" and len(node.input) == 2 and node.input[1] in inits:
+            axes = sorted(int(a) for a in numpy_helper.to_array(inits[node.input[1]]).ravel())
+        keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        source = node.input[0]
+        if axes == [1, 2] and not keepdims:
+            # v2's head: Transpose(NCHW -> NHWC) then a mean over H, W to (N, C): pool the NCHW tensor.
+            before = producer.get(source)
+            perm = [list(a.ints) for a in before.attribute if a.name == "perm"] if before is not None else []
+            if before is None or before.op_type != "Transpose" or perm != [[0, 2, 3, 1]]:
+                nodes.append(node)
+                continue
+            source = before.input[0]
+        elif axes != [2, 3]:
+            nodes.append(node)
+            continue
+        pooled = node.output[0] if keepdims else f"{node.name}__pooled"
+        nodes.append(helper.make_node("GlobalAveragePool", [source], [pooled], name=node.name))
+        if not keepdims:  # (N, C, 1, 1) -> (N, C), as ReduceMean without keepdims gave
+            nodes.append(helper.make_node("Flatten", [pooled], [node.output[0]], name=f"{node.name}__flatten",
+                                          axis=1))
+    # Drop what no longer feeds anything (the Transpose bypassed above), then unused constants.
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in nodes for i in n.input} | outputs
+        alive = [n for n in nodes if any(o in used for o in n.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in graph.node for i in n.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     return proto
 
 

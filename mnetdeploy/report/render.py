@@ -280,7 +280,8 @@ def artifacts_section(report: dict) -> Section:
             diff = cos = agree = Cell(DASH)
             unvalidated.append(a["file"])
         rows.append([a["file"], a.get("format", DASH), a.get("precision", DASH), fmt_size(a.get("bytes")),
-                     Cell(fmt_int(a.get("bytes"))), ratio, short_hash(a.get("sha256")), diff, cos, agree])
+                     Cell(fmt_int(a.get("bytes"))), ratio, short_hash(a.get("sha256")), diff, cos, agree,
+                     _execution_cell(a.get("execution"))])
     notes = []
     if unvalidated:
         notes.append(f"{DASH}: no validation against Keras recorded for {', '.join(unvalidated)} (validation is "
@@ -289,7 +290,24 @@ def artifacts_section(report: dict) -> Section:
     return Section("artifacts", "Artifacts", make_table(
         [("file", False), ("format", False), ("precision", False), ("size", True), ("bytes", True),
          ("vs fp32", True), ("sha256", False), ("max |Δ| vs Keras", True), ("cosine", True),
-         ("top-1 agree", True)], rows), notes=notes)
+         ("top-1 agree", True), ("execution", False)], rows), notes=notes)
+
+
+def _execution_cell(info: Any) -> Cell:
+    """Short form of runtimes/inspect.py's record; the ops left outside the fast path go in the tooltip."""
+    if not isinstance(info, dict):
+        return Cell(DASH)
+    if info.get("error"):
+        return Cell("unknown", str(info["error"]))
+    if info.get("runtime") == "litert":
+        left = ", ".join(f"{k} ×{v}" for k, v in sorted((info.get("not_delegated_by_type") or {}).items()))
+        return Cell(f"XNNPACK {fmt(info.get('delegated_percent'), 1, ' %')}",
+                    f"default kernels: {left}" if left else f"{info.get('delegate_partitions')} partition(s)")
+    if info.get("quantized"):
+        falls = ", ".join(f"{k} ×{v}" for k, v in sorted((info.get("fallback_by_type") or {}).items()))
+        return Cell(f"int8 kernels {fmt(info.get('int8_percent'), 1, ' %')}",
+                    f"float fallbacks: {falls}" if falls else None)
+    return Cell("float" if info.get("runtime") else DASH)
 
 
 def _sci(x: Any) -> str:
