@@ -56,10 +56,32 @@ def totals_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def print_model_summary(console: Console, summary: dict[str, Any]) -> None:
-    """The per-layer table and the totals, as `build` and `info` show them."""
+    """The per-layer table and the totals, as `build` and `info` show them (and how exports execute)."""
     console.print(layer_table(summary))
     for line in totals_lines(summary):
         console.print(line)
+    if summary.get("execution"):
+        console.print(execution_table(summary["execution"]))
+
+
+def execution_table(execution: dict[str, dict[str, Any]]) -> Table:
+    """How each export runs: XNNPACK's share of a TFLite graph, ONNX Runtime's int8 kernels, what is left."""
+    t = Table(title="execution on this machine's runtimes", header_style="bold")
+    for col in ("file", "runtime", "ops", "accelerated", "partitions", "left on default / float kernels"):
+        t.add_column(col, justify="left" if col in ("file", "runtime", "left on default / float kernels") else "right")
+    for name, e in execution.items():
+        if "error" in e:
+            t.add_row(name, "-", "-", "-", "-", f"[red]{e['error']}[/]")
+        elif e.get("runtime") == "litert":
+            left = ", ".join(f"{k} x{v}" for k, v in e.get("not_delegated_by_type", {}).items()) or "none"
+            t.add_row(name, f"litert+{e.get('delegate') or 'none'}", str(e["ops"]),
+                      f"{e['delegated_percent']:.1f} % delegated", str(e.get("delegate_partitions", "-")), left)
+        else:
+            left = ", ".join(f"{k} x{v}" for k, v in e.get("float_by_type", {}).items()) or "none"
+            share = f"{e['int8_percent']:.1f} % int8" if e.get("quantized") else "float model"
+            left = left if e.get("quantized") else "-"
+            t.add_row(name, "onnxruntime", str(e["nodes"]), share, "-", left)
+    return t
 
 
 def pipeline_table(steps) -> Table:

@@ -46,10 +46,12 @@ def inspect_execution(path: str | Path, threads: int | None = 1) -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
-    if path.suffix == ".tflite":
-        return inspect_tflite(path, threads)
-    if path.suffix == ".onnx":
-        return inspect_onnx(path, threads)
+    from mnetdeploy.quiet import quiet_native_output
+
+    if path.suffix in (".tflite", ".onnx"):
+        inspect = inspect_tflite if path.suffix == ".tflite" else inspect_onnx
+        with quiet_native_output():  # delegate banners, ORT's warning about saving an optimized model
+            return inspect(path, threads)
     raise UserError(f"{path}: cannot inspect execution of a {path.suffix or 'suffix-less'} file; "
                     "pass a .tflite or .onnx model")
 
