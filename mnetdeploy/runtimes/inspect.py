@@ -148,12 +148,9 @@ def inspect_onnx(path: Path, threads: int | None = 1) -> dict[str, Any]:
     source = onnx.load(str(path), load_external_data=False)
     with tempfile.TemporaryDirectory(prefix="mnetdeploy-ort-") as tmp:
         optimized = os.path.join(tmp, "optimized.onnx")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        # The level the runner uses (runtimes/onnx.py): what is written is what runs.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        from mnetdeploy.runtimes.onnx import session_options
+
+        options = session_options(threads)  # the runner's settings: what is written is what runs
         options.optimized_model_filepath = optimized
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         providers = list(session.get_providers())

@@ -12,6 +12,18 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
               "tensor(int8)": np.int8}
 
 
+def session_options(threads: int | None):
+    """The session settings every ONNX Runtime use in this tool shares (run, benchmark, inspect)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
 class OnnxRunner(Runner):
     format = "onnx"
     runtime = "onnxruntime"
@@ -20,13 +32,8 @@ class OnnxRunner(Runner):
         super().__init__(path)
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self._in = self.session.get_inputs()[0]
         self._out_name = self.session.get_outputs()[0].name
 
