@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mnetdeploy.artifacts import record_step, step_is_fresh
+from mnetdeploy.artifacts import record_step, step_is_fresh, tool_fingerprint
 from mnetdeploy.config import Config
 from mnetdeploy.fsutil import sha256_file, sha256_json
 
@@ -108,7 +108,7 @@ def _eval(ctx: _Context) -> StepOutcome:
 
     models = ctx.models((".keras", ".tflite", ".onnx"))
     inputs = {"models": {p.name: sha256_file(p) for p in models}, "eval": e.model_dump(mode="json"),
-              "data": files_hash(find_images(e.data))}
+              "data": files_hash(find_images(e.data)), "tool": tool_fingerprint()}
     cached = _cached(ctx, "eval", inputs)
     if cached:
         return cached
@@ -132,7 +132,7 @@ def _bench(ctx: _Context) -> StepOutcome:
         return StepOutcome("bench", "skipped", 0, "no .tflite or .onnx model to benchmark")
     # The machine is part of a latency's identity: a cached result from another CPU is not this one's.
     inputs = {"models": {p.name: sha256_file(p) for p in models}, "bench": b.model_dump(mode="json"),
-              "machine": {"node": platform.node(), "cpu": cpu_model()}}
+              "machine": {"node": platform.node(), "cpu": cpu_model()}, "tool": tool_fingerprint()}
     cached = _cached(ctx, "bench", inputs)
     if cached:
         return cached

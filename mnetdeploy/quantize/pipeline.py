@@ -28,7 +28,8 @@ from typing import Any, Callable
 import numpy as np
 
 from mnetdeploy import __version__
-from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
+from mnetdeploy.artifacts import (KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh,
+                                  tool_fingerprint)
 from mnetdeploy.errors import CheckFailed, UserError
 from mnetdeploy.export import EXTENSIONS, PRECISIONS, artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
@@ -440,7 +441,7 @@ def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeOpti
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inputs recorded in the manifest, the part of them that is hashed into the cache key)."""
     inputs = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
-              "tool_version": __version__, "converters": converter_versions()}
+              "tool": tool_fingerprint(), "converters": converter_versions()}
     if precision not in CALIBRATED:
         return inputs, inputs
     record = models.calibration.describe()
