@@ -16,10 +16,10 @@ from mnetdeploy.fsutil import write_json
 
 RESULTS_DIR = "results"
 
-# The fields that identify one measurement of each kind.
+# What identifies one measurement of each kind: a newer record with the same key replaces the older one.
 KEYS = {
-    "bench": ("model", "device", "runtime", "threads", "xnnpack"),
-    "eval": ("model", "data_hash"),
+    "bench": lambda r: (Path(r["model"]).name, r.get("device"), r.get("runtime"), r.get("threads"), r.get("xnnpack")),
+    "eval": lambda r: (Path(r["model"]).name, r.get("data", {}).get("hash")),
 }
 
 
@@ -30,9 +30,7 @@ def artifact_dir_of(model: str | Path) -> Path | None:
 
 
 def _key(kind: str, record: dict[str, Any]) -> tuple:
-    if kind == "eval":
-        return (Path(record["model"]).name, record.get("data", {}).get("hash"))
-    return tuple(Path(record[k]).name if k == "model" else record.get(k) for k in KEYS[kind])
+    return KEYS[kind](record)
 
 
 def load_results(artifact_dir: str | Path, kind: str) -> list[dict[str, Any]]:

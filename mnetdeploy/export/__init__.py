@@ -10,7 +10,6 @@ Heavy libraries are imported inside functions.
 
 from __future__ import annotations
 
-
 EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 

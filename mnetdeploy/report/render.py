@@ -260,8 +260,8 @@ def sections(report: dict) -> list[Section]:
 def artifacts_section(report: dict) -> Section:
     items = sorted(artifacts(report), key=lambda a: (*_order(a.get("format"), a.get("precision")), a["file"]))
     if not items:
-        return Section("artifacts", "Artifacts", missing=f"no model files in the directory; run `mnetdeploy build` "
-                                                        f"(report.json lists what was there when it was assembled)")
+        return Section("artifacts", "Artifacts", missing="no model files in the directory; run `mnetdeploy build` "
+                                                        "(report.json lists what was there when it was assembled)")
     fp32_bytes = {a.get("format"): a.get("bytes") for a in items if a.get("precision") == "fp32"}
     rows, unvalidated = [], []
     for a in items:
