@@ -358,6 +358,9 @@ def run(config, force, as_json):
               help="Input/output type of the int8 TFLite model.")
 @click.option("--onnx-calib", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="ONNX Runtime activation calibration method.")
+@click.option("--int8-graph", type=click.Choice(["cpu", "integer-only"]), default="cpu", show_default=True,
+              help="int8 TFLite graph: cpu keeps float the few ops XNNPACK runs faster in float (stem, "
+                   "hard-swish regions); integer-only makes every op int8 (NPUs, DSPs, microcontrollers).")
 @click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
               help="Correct each conv's bias for the mean shift its int8 weights cause.")
 @click.option("--rounding", type=click.Choice(["nearest", "adaptive"]), default="nearest", show_default=True,
@@ -370,8 +373,8 @@ def run(config, force, as_json):
 @click.option("--eval-data", type=click.Path(), help="Labelled images for --max-drop (calibration images excluded).")
 @click.option("--force", is_flag=True, help="Reconvert even when the inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, onnx_calib, bias_correction, rounding,
-             keep_float, analyze, max_drop, eval_data, force, as_json):
+def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, onnx_calib, int8_graph,
+             bias_correction, rounding, keep_float, analyze, max_drop, eval_data, force, as_json):
     """Export MODEL_OR_DIR (an artifact directory; default: the default build) to TFLite and ONNX, fp32 and
     int8 by default, each checked against the float Keras model. Exit 1 when a check or --max-drop fails."""
     from mnetdeploy.quantize import QuantizeOptions
@@ -384,7 +387,7 @@ def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, 
         return tuple(v.strip() for v in text.split(",") if v.strip())
 
     options = QuantizeOptions(formats=split(formats), precisions=split(precisions), io=io, onnx_calib=onnx_calib,
-                              bias_correction=bias_correction, rounding=rounding,
+                              int8_graph=int8_graph, bias_correction=bias_correction, rounding=rounding,
                               keep_float=tuple(v for item in keep_float for v in split(item)))
     err = stderr_console()
     with err.status("quantizing") as status:

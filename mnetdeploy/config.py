@@ -100,6 +100,8 @@ class QuantizeConfig(_Strict):
         default_factory=lambda: ["fp32", "int8"], min_length=1)
     io: Literal["float", "int8", "uint8"] = "int8"
     onnx_calib: Literal["minmax", "entropy", "percentile"] = "minmax"
+    int8_graph: Literal["cpu", "integer-only"] = Field(
+        "cpu", description="cpu: float islands where XNNPACK is faster in float; integer-only: for NPUs/DSPs")
 
 
 class EvalConfig(_Strict):

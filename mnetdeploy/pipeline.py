@@ -88,7 +88,7 @@ def _quantize(ctx: _Context) -> StepOutcome:
 
     q = ctx.config.quantize
     options = QuantizeOptions(formats=tuple(q.formats), precisions=tuple(q.precisions), io=q.io,
-                              onnx_calib=q.onnx_calib)
+                              onnx_calib=q.onnx_calib, int8_graph=q.int8_graph)
     result = quantize(ctx.artifact_dir, options, calib_dir=q.calib, num_calib=q.num_calib, seed=q.seed,
                       force=ctx.force, progress=ctx.say)
     files = ", ".join(a.file for a in result.artifacts)

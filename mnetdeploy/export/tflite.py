@@ -23,13 +23,6 @@ from mnetdeploy.quiet import quiet_native_output
 
 IO_TYPES = ("float", "int8", "uint8")
 FLOAT_PRECISIONS = ("fp32", "fp16", "dynamic")
-# Ops a full-integer model keeps in float, as DEQUANTIZE -> op -> QUANTIZE islands. XNNPACK (ai-edge-litert
-# 2.3.0) has no int8 HARD_SWISH or SOFTMAX: in int8 they ran on LiteRT's reference kernels and split the graph
-# (v3-small 224: 20 partitions, 4.7 ms vs 1.7 ms fp32). In float XNNPACK takes the op and the DEQUANTIZE/
-# QUANTIZE around it: one partition. Measured on v3-small 224 (1 thread, interleaved): float islands 1.74 ms,
-# hard-swish decomposed as (x / 6) * relu6(x + 3) (MUL, ADD+RELU6, MUL, all int8 in XNNPACK) 2.11 ms. Float
-# islands are also exact where int8 rounded (softmax probabilities to 1/256).
-FLOAT_ISLAND_OPS = ("HARD_SWISH", "SOFTMAX")
 
 
 def _tf():
@@ -79,29 +72,30 @@ def calibrate(model, images: np.ndarray) -> bytes:
         return bytes(converter.convert())
 
 
-def quantize_calibrated(calibrated: bytes, io: str = "int8", keep_float: Iterable[str] = ()) -> bytes:
+def quantize_calibrated(calibrated: bytes, io: str = "int8", keep_float: Iterable[str] = (),
+                        graph: str = "cpu") -> bytes:
     """Full-integer int8 (per-channel weights, per-tensor activations) from a calibrated model.
 
     io: "int8"/"uint8" make the model's input and output integer tensors (what NPUs and MCUs want); "float"
     keeps float input/output with quantize/dequantize ops inside. keep_float: output tensor names of ops to
-    leave in float (see `op_outputs`).
-
-    FLOAT_ISLAND_OPS always stay float (see there)."""
+    leave in float (see `op_outputs`). graph: "cpu" also keeps float the ops XNNPACK runs faster in float,
+    "integer-only" nothing more (export/int8_graph.py)."""
     if io not in IO_TYPES:
         raise UserError(f"--io: must be one of {', '.join(IO_TYPES)} (got {io!r})")
     tf = _tf()
     from tensorflow.lite.python import convert
 
     dtype = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[io]
-    denylist = list(dict.fromkeys([*keep_float, *(o["tensor"] for o in op_outputs(calibrated)
-                                                   if o["op"] in FLOAT_ISLAND_OPS)])) or None
+    from mnetdeploy.export.int8_graph import float_ops
+
+    denylist = list(dict.fromkeys([*keep_float, *float_ops(calibrated, graph)])) or None
     with quiet_native_output():
         return bytes(convert.mlir_quantize(calibrated, disable_per_channel=False, input_data_type=dtype,
                                            output_data_type=dtype, denylisted_nodes=denylist))
 
 
-def quantize_int8(model, images: np.ndarray, io: str = "int8") -> bytes:
-    return quantize_calibrated(calibrate(model, images), io)
+def quantize_int8(model, images: np.ndarray, io: str = "int8", graph: str = "cpu") -> bytes:
+    return quantize_calibrated(calibrate(model, images), io, graph=graph)
 
 
 # ------------------------------------------------------------------------------------ reading flatbuffers

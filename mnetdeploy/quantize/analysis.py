@@ -41,14 +41,16 @@ def _weighted_names(model) -> set[str]:
 
 # ------------------------------------------------------------------------------------------------ TFLite
 
-def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: list[str]) -> list[dict[str, Any]]:
-    """Rows for the TFLite int8 model made from `calibrated` (float I/O, `keep_float` tensors denylisted)."""
+def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: list[str],
+                   graph: str = "cpu") -> list[dict[str, Any]]:
+    """Rows for the TFLite int8 model made from `calibrated` (float I/O, `keep_float` tensors denylisted,
+    int8 `graph` as exported: export/int8_graph.py)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.tflite import keras_layer_of, quantize_calibrated
 
-    quantized = quantize_calibrated(calibrated, "float", keep_float)
+    quantized = quantize_calibrated(calibrated, "float", keep_float, graph)
     names = {l.name for l in snapped.layers}
     prefer = _weighted_names(snapped)
     plain = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # a delegate would hide intermediate tensors
@@ -227,7 +229,8 @@ def analyze_int8(models, options, images: np.ndarray, progress: Callable[[str], 
         say("analysis: TFLite int8 vs float, layer by layer")
         keep = options.keep_float
         calibrated, snapped = models.tflite_calibrated(keep), models.snapped(keep)
-        rows = analyze_tflite(calibrated, snapped, images, tflite_keep_float(calibrated, snapped, keep))
+        rows = analyze_tflite(calibrated, snapped, images, tflite_keep_float(calibrated, snapped, keep),
+                              options.int8_graph)
         report["formats"]["tflite"] = {"ranked_by": "own_sqnr_db (lowest first)",
                                        "worst": worst_layers(rows, "own_sqnr_db"), "layers": rows}
     if "onnx" in options.formats:

@@ -64,6 +64,7 @@ class QuantizeOptions:
     bias_correction: bool = True
     rounding: str = "nearest"        # int8 weight rounding: nearest | adaptive
     keep_float: tuple[str, ...] = () # Keras layer names kept in float in the int8 models
+    int8_graph: str = "cpu"          # TFLite int8 graph: cpu (float where XNNPACK is faster) | integer-only
 
     def check(self) -> None:
         from mnetdeploy.quantize.onnx_static import CALIBRATION_METHODS
@@ -76,9 +77,12 @@ class QuantizeOptions:
             bad = [v for v in value if v not in allowed]
             if bad:
                 raise UserError(f"{flag}: unknown value {bad[0]!r}; choose from {', '.join(allowed)}")
+        from mnetdeploy.export.int8_graph import INT8_GRAPHS
+
         for value, allowed, flag in ((self.io, IO_TYPES, "--io"), (self.onnx_calib, CALIBRATION_METHODS,
                                                                     "--onnx-calib"),
-                                     (self.rounding, ROUNDING_MODES, "--rounding")):
+                                     (self.rounding, ROUNDING_MODES, "--rounding"),
+                                     (self.int8_graph, INT8_GRAPHS, "--int8-graph")):
             if value not in allowed:
                 raise UserError(f"{flag}: must be one of {', '.join(allowed)} (got {value!r})")
 
@@ -87,6 +91,7 @@ class QuantizeOptions:
                     "keep_float": sorted(self.keep_float)}
         if fmt == "tflite":
             settings["io"] = self.io
+            settings["int8_graph"] = self.int8_graph
         else:
             settings["calibration_method"] = self.onnx_calib
         return settings
@@ -494,7 +499,7 @@ def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: Quan
         from mnetdeploy.export import tflite
 
         if precision == "int8":
-            tmp.write_bytes(tflite_int8(models, options.keep_float, options.io))
+            tmp.write_bytes(tflite_int8(models, options.keep_float, options.io, options.int8_graph))
         elif precision == "dynamic":
             tmp.write_bytes(tflite.convert_float(models.snapped(), precision))
         else:
@@ -512,12 +517,13 @@ def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: Quan
     onnx_export.save(proto, tmp)
 
 
-def tflite_int8(models: _Models, keep: tuple[str, ...] | list[str], io: str) -> bytes:
-    """Full-integer TFLite model with the `keep` layers (and their fused activations) in float."""
+def tflite_int8(models: _Models, keep: tuple[str, ...] | list[str], io: str, graph: str) -> bytes:
+    """Full-integer TFLite model with the `keep` layers (and their fused activations) in float, shaped as
+    `graph` asks (export/int8_graph.py)."""
     from mnetdeploy.export.tflite import quantize_calibrated
 
     calibrated = models.tflite_calibrated(keep)
-    return quantize_calibrated(calibrated, io, tflite_keep_float(calibrated, models.snapped(keep), keep))
+    return quantize_calibrated(calibrated, io, tflite_keep_float(calibrated, models.snapped(keep), keep), graph)
 
 
 def onnx_int8(models: _Models, keep: tuple[str, ...] | list[str], method: str, out: Path) -> None:

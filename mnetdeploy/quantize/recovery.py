@@ -72,11 +72,11 @@ def latency_ms(path: Path) -> float:
     runner = open_runner(path, threads=1)
     prepared = runner.prepare(np.zeros(runner.input_shape, np.float32))
     for _ in range(LATENCY_WARMUP):
-        runner.invoke(prepared)
+        runner.run(prepared)
     times = []
     for _ in range(LATENCY_RUNS):
         t0 = time.perf_counter()
-        runner.invoke(prepared)
+        runner.run(prepared)
         times.append(time.perf_counter() - t0)
     return round(1000.0 * statistics.median(times), 3)
 
@@ -99,7 +99,8 @@ def rank_candidates(models, options, say) -> list[str]:
     say("ranking layers by their own int8 error")
     keep = options.keep_float
     calibrated, snapped = models.tflite_calibrated(keep), models.snapped(keep)
-    rows = analyze_tflite(calibrated, snapped, models.check_images[:16], tflite_keep_float(calibrated, snapped, keep))
+    rows = analyze_tflite(calibrated, snapped, models.check_images[:16], tflite_keep_float(calibrated, snapped, keep),
+                          options.int8_graph)
     weighted = _weighted_names(snapped)
     scored = [r for r in rows if r["layer"] in weighted and r.get("own_sqnr_db") is not None
               and r["layer"] not in options.keep_float]
@@ -157,7 +158,7 @@ def _write_int8(fmt: str, models, options, kept: list[str], path: Path) -> None:
     from mnetdeploy.quantize.pipeline import onnx_int8, tflite_int8
 
     if fmt == "tflite":
-        path.write_bytes(tflite_int8(models, kept, options.io))
+        path.write_bytes(tflite_int8(models, kept, options.io, options.int8_graph))
     else:
         onnx_int8(models, kept, options.onnx_calib, path)
 

@@ -12,7 +12,9 @@ class Runner(ABC):
     """A loaded model. `predict` takes preprocessed float images (N, H, W, 3) and returns float outputs.
 
     Quantized models are fed and read through their own scale and zero point, so callers always deal in
-    the float domain. `prepare` + `invoke` split that conversion from inference, for timing loops."""
+    the float domain. `prepare` + `run` + `to_float` split those conversions from inference: timing loops
+    time `run` alone (the runtime's own work, as TFLite's benchmark_model times Invoke), and `invoke` is
+    the three together."""
 
     format: str = ""
     runtime: str = ""
@@ -35,8 +37,16 @@ class Runner(ABC):
         """Float images (batch of 1 matching the input) -> the array the runtime takes (quantized if need be)."""
 
     @abstractmethod
+    def run(self, prepared: np.ndarray) -> np.ndarray:
+        """One inference on a prepared input; returns the output as the runtime gives it (int8 if quantized)."""
+
+    def to_float(self, output: np.ndarray) -> np.ndarray:
+        """The raw output of `run` in the float domain (dequantized if need be)."""
+        return np.asarray(output, dtype=np.float32)
+
     def invoke(self, prepared: np.ndarray) -> np.ndarray:
-        """One inference on a prepared input; returns the float output (dequantized if need be)."""
+        """One inference on a prepared input; returns the float output."""
+        return self.to_float(self.run(prepared))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Outputs for a batch of any size, one image at a time where the model's batch is fixed at 1."""

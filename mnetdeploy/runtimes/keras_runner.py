@@ -33,8 +33,8 @@ class KerasRunner(Runner):
     def prepare(self, images: np.ndarray) -> np.ndarray:
         return images.astype(np.float32)
 
-    def invoke(self, prepared: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(self._feed(prepared), training=False), dtype=np.float32)
+    def run(self, prepared: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(self._feed(prepared), training=False))
 
     def _feed(self, x: np.ndarray):
         # Legacy Keras 2 files store a single input as a one-element list; feeding that same structure avoids

@@ -47,11 +47,13 @@ class LiteRTRunner(Runner):
         scale, zero = self._in["quantization"]
         return quantize(images, scale, zero, dtype)
 
-    def invoke(self, prepared: np.ndarray) -> np.ndarray:
+    def run(self, prepared: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self._in["index"], prepared)
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._out["index"])
-        if np.issubdtype(out.dtype, np.integer):
+        return self.interpreter.get_tensor(self._out["index"])
+
+    def to_float(self, output: np.ndarray) -> np.ndarray:
+        if np.issubdtype(output.dtype, np.integer):
             scale, zero = self._out["quantization"]
-            return dequantize(out, scale, zero)
-        return out.astype(np.float32)
+            return dequantize(output, scale, zero)
+        return output.astype(np.float32)

@@ -49,5 +49,5 @@ class OnnxRunner(Runner):
     def prepare(self, images: np.ndarray) -> np.ndarray:
         return images.astype(self.input_dtype)
 
-    def invoke(self, prepared: np.ndarray) -> np.ndarray:
-        return self.session.run([self._out_name], {self._in.name: prepared})[0].astype(np.float32)
+    def run(self, prepared: np.ndarray) -> np.ndarray:
+        return self.session.run([self._out_name], {self._in.name: prepared})[0]
