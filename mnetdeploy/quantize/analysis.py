@@ -66,10 +66,16 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
     float_index = {d["name"]: d["index"] for d in fl.get_tensor_details()}
     q_details = {d["index"]: d for d in q.get_tensor_details()}
     ops = q._get_ops_details()  # noqa: SLF001 - the public API has no op list
-    tracked = {}   # int8 tensor index -> float tensor index
+    q_out = q.get_output_details()[0]["index"]
+    tracked = {}   # quantized model's tensor index -> float model's tensor index
+    op_outputs = {op["outputs"][0] for op in ops if len(op["outputs"])}
     for d in q_details.values():
-        if d["dtype"] in (np.int8, np.uint8) and d["name"] in float_index and d["quantization"][0] > 0:
+        if d["name"] not in float_index:
+            continue
+        if d["dtype"] in (np.int8, np.uint8) and d["quantization"][0] > 0:
             tracked[d["index"]] = float_index[d["name"]]
+        elif d["dtype"] == np.float32 and d["index"] in op_outputs and d["index"] != q_out:
+            tracked[d["index"]] = float_index[d["name"]]  # an op the int8 graph keeps float (its inputs are not)
     signal = dict.fromkeys(tracked, 0.0)
     noise = dict.fromkeys(tracked, 0.0)
     fin, qin = fl.get_input_details()[0]["index"], q.get_input_details()[0]["index"]
@@ -81,6 +87,8 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
         for qi, fi in tracked.items():
             f = fl.get_tensor(fi).astype(np.float64)
             scale, zero = q_details[qi]["quantization"]
+            if q_details[qi]["dtype"] == np.float32:
+                scale, zero = 1.0, 0
             deq = (q.get_tensor(qi).astype(np.float64) - zero) * scale
             signal[qi] += float(np.sum(f * f))
             noise[qi] += float(np.sum((deq - f) ** 2))
@@ -98,10 +106,13 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
         lost = None
         if src is not None and sqnr is not None and _db(signal[src], noise[src]) is not None:
             lost = round(_db(signal[src], noise[src]) - sqnr, 2)
+        is_int8 = d["dtype"] != np.float32
         row = {"layer": layer, "op": op["op_name"].lower(), "shape": [int(s) for s in d["shape"]],
-               "scale": float(d["quantization"][0]), "zero_point": int(d["quantization"][1]),
+               "precision": "int8" if is_int8 else "float",
+               "scale": float(d["quantization"][0]) if is_int8 else None,
+               "zero_point": int(d["quantization"][1]) if is_int8 else None,
                "sqnr_db": sqnr, "lost_db": lost}
-        stats = own.get(layer)
+        stats = own.get(layer) if is_int8 else None
         if stats is not None and signal[out] > 0:
             count = float(np.prod(d["shape"])) * len(images)
             row["own_sqnr_db"] = _db(signal[out] / count, stats["mean_squared_error"])

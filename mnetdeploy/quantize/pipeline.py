@@ -522,8 +522,24 @@ def tflite_int8(models: _Models, keep: tuple[str, ...] | list[str], io: str, gra
     `graph` asks (export/int8_graph.py)."""
     from mnetdeploy.export.tflite import quantize_calibrated
 
+    # The layers the graph keeps float run with their exact float weights (not snapped to the int8 grid):
+    # which ops those are depends on the structure only, so the first calibration tells.
+    keep = tuple(sorted({*keep, *graph_float_layers(models, models.tflite_calibrated(keep), graph)}))
     calibrated = models.tflite_calibrated(keep)
     return quantize_calibrated(calibrated, io, tflite_keep_float(calibrated, models.snapped(keep), keep), graph)
+
+
+def graph_float_layers(models: _Models, calibrated: bytes, graph: str) -> set[str]:
+    """Weighted Keras layers whose ops the int8 `graph` keeps float (export/int8_graph.py)."""
+    from mnetdeploy.export.int8_graph import float_ops
+    from mnetdeploy.export.tflite import keras_layer_of
+    from mnetdeploy.quantize.analysis import _weighted_names
+
+    snapped = models.snapped()
+    weighted = _weighted_names(snapped)
+    names = {l.name for l in snapped.layers}
+    return {layer for t in float_ops(calibrated, graph)
+            if (layer := keras_layer_of(t, names, weighted)) in weighted}
 
 
 def onnx_int8(models: _Models, keep: tuple[str, ...] | list[str], method: str, out: Path) -> None:
