@@ -18,7 +18,9 @@ Two int8 graphs:
 - "integer-only": every op int8 but those without any int8 TFLite kernel, for accelerators that run only
   integer graphs (NPUs, DSPs, Edge TPU, TFLite Micro). HARD_SWISH and SOFTMAX stay int8 there too.
 
-Float ops keep the float model's exact values, so the "cpu" graph is at least as accurate as "integer-only".
+Float ops carry float values; the quantize pipeline also gives their layers the exact float weights (not the
+int8-snapped ones: quantize/pipeline.py `tflite_int8`), so the "cpu" graph is closer to the float model than
+"integer-only" (tests/test_int8_graph.py).
 """
 
 from __future__ import annotations

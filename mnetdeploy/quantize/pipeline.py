@@ -67,6 +67,7 @@ class QuantizeOptions:
     int8_graph: str = "cpu"          # TFLite int8 graph: cpu (float where XNNPACK is faster) | integer-only
 
     def check(self) -> None:
+        from mnetdeploy.export.int8_graph import INT8_GRAPHS
         from mnetdeploy.quantize.onnx_static import CALIBRATION_METHODS
         from mnetdeploy.quantize.rounding import ROUNDING_MODES
 
@@ -77,8 +78,6 @@ class QuantizeOptions:
             bad = [v for v in value if v not in allowed]
             if bad:
                 raise UserError(f"{flag}: unknown value {bad[0]!r}; choose from {', '.join(allowed)}")
-        from mnetdeploy.export.int8_graph import INT8_GRAPHS
-
         for value, allowed, flag in ((self.io, IO_TYPES, "--io"), (self.onnx_calib, CALIBRATION_METHODS,
                                                                     "--onnx-calib"),
                                      (self.rounding, ROUNDING_MODES, "--rounding"),
