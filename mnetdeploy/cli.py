@@ -225,6 +225,10 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
     for r in results:
         for warning in r.warnings:
             con.print(f"warning: {Path(r.model).name}: {warning}", soft_wrap=True, highlight=False)
+    from mnetdeploy.bench.int8_speed import int8_speed_notes
+
+    for note in int8_speed_notes(dicts):
+        con.print(f"note: {note}", soft_wrap=True, highlight=False)
     for path in kept:
         con.print(f"kept in {path}", highlight=False)
     if out:
@@ -358,9 +362,12 @@ def run(config, force, as_json):
               help="Input/output type of the int8 TFLite model.")
 @click.option("--onnx-calib", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="ONNX Runtime activation calibration method.")
-@click.option("--int8-graph", type=click.Choice(["cpu", "integer-only"]), default="cpu", show_default=True,
-              help="int8 TFLite graph: cpu keeps float the few ops XNNPACK runs faster in float (stem, "
-                   "hard-swish regions); integer-only makes every op int8 (NPUs, DSPs, microcontrollers).")
+@click.option("--int8-graph", type=click.Choice(["auto", "integer-only", "float-islands", "cpu"]), default="auto",
+              show_default=True,
+              help="int8 TFLite graph: auto times the candidates on this machine and keeps the fastest that "
+                   "passes its check; integer-only makes every op int8 (NPUs, DSPs, microcontrollers); "
+                   "float-islands keeps float only ops XNNPACK has no int8 kernel for; cpu also the stem and "
+                   "ops fed by them (rules measured on an AMX CPU).")
 @click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
               help="Correct each conv's bias for the mean shift its int8 weights cause.")
 @click.option("--rounding", type=click.Choice(["nearest", "adaptive"]), default="nearest", show_default=True,

@@ -100,8 +100,9 @@ class QuantizeConfig(_Strict):
         default_factory=lambda: ["fp32", "int8"], min_length=1)
     io: Literal["float", "int8", "uint8"] = "int8"
     onnx_calib: Literal["minmax", "entropy", "percentile"] = "minmax"
-    int8_graph: Literal["cpu", "integer-only"] = Field(
-        "cpu", description="cpu: float islands where XNNPACK is faster in float; integer-only: for NPUs/DSPs")
+    int8_graph: Literal["auto", "integer-only", "float-islands", "cpu"] = Field(
+        "auto", description="auto: the fastest checked candidate, timed on this machine; integer-only: for "
+                            "NPUs/DSPs; float-islands / cpu: fixed float-island rules (export/int8_graph.py)")
 
 
 class EvalConfig(_Strict):

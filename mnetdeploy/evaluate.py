@@ -47,6 +47,7 @@ class EvalResult:
     resolution: int
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0           # loading + inference of this model (preprocessing is shared, see data)
+    environment: dict[str, Any] = field(default_factory=dict)  # CPU, its int8 features, runtime settings
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,7 +213,20 @@ class _ModelRun:
                           agreement_top1=pct(self.agree) if compared else None,
                           cosine=round(self.cos_sum / self.cos_n, 6) if compared and self.cos_n else None,
                           reference=is_reference, outputs=self.width, label_offset=int(self.offset or 0),
-                          resolution=self.resolution, data=data, seconds=round(self.seconds, 3))
+                          resolution=self.resolution, data=data, seconds=round(self.seconds, 3),
+                          environment=eval_environment(self.runner))
+
+
+def eval_environment(runner: Runner) -> dict[str, Any]:
+    """What decided these numbers besides the model: the CPU (int8 kernels differ per CPU in arithmetic,
+    cpu.py) and the runtime's settings."""
+    import platform
+
+    from mnetdeploy.bench.environment import cpu_model
+    from mnetdeploy.cpu import host_cpu
+
+    return {"cpu_model": cpu_model(), "cpu_features": host_cpu().to_dict(), "hostname": platform.node(),
+            "runtime": runner.runtime, "runtime_settings": runner.settings()}
 
 
 def _real_classes(outputs: np.ndarray, offset: int) -> np.ndarray:

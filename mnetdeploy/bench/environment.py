@@ -84,8 +84,11 @@ def collect_environment(model: "ModelFacts", runtime: str, threads: int) -> dict
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
+    from mnetdeploy.cpu import host_cpu
+
     return {
         "cpu_model": cpu_model(),
+        "cpu_features": host_cpu().to_dict(),   # what decides int8 speed and numerics (cpu.py)
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "threads": threads,

@@ -671,6 +671,7 @@ def device_environment(model, facts: DeviceFacts, after: DeviceFacts, transport:
         packages["benchmark_model"] = f"sha256:{tool.sha256[:16]}"
     return {
         "cpu_model": facts.soc(),
+        "cpu_features": facts.cpu_features(),
         "cpu_count": len(facts.cpus) or None,
         "cpu_affinity": pinning.cpus or None,
         "threads": settings.threads,

@@ -47,7 +47,7 @@ FACTS_SCRIPT = "; ".join([
     'if [ -r /proc/meminfo ]; then while read -r k v r; do [ "$k" = MemTotal: ] && echo "memtotal|$v"; '
     'done < /proc/meminfo; fi',
     'if [ -r /proc/cpuinfo ]; then while IFS= read -r line; do case "$line" in '
-    'Hardware*|"model name"*|Model*) echo "cpuinfo|$line";; esac; done < /proc/cpuinfo; fi',
+    'Hardware*|"model name"*|Model*|Features*|flags*) echo "cpuinfo|$line";; esac; done < /proc/cpuinfo; fi',
     # Linux boards name themselves in the device tree ("Radxa ROCK Pi 4B"), not in /proc/cpuinfo.
     'for f in /proc/device-tree/model /sys/firmware/devicetree/base/model; do '
     'if [ -r "$f" ]; then read -r m < "$f" 2>/dev/null; echo "dtmodel|$m"; break; fi; done',
@@ -83,7 +83,7 @@ class DeviceFacts:
     thermal: dict[str, float]                   # zone "type (N)" -> degrees Celsius
     load_average: list[float] | None
     mem_total_kb: int | None
-    cpuinfo: dict[str, str]                     # Hardware / model name / Model lines of /proc/cpuinfo
+    cpuinfo: dict[str, str]                     # Hardware / model name / Model / Features|flags of /proc/cpuinfo
     tools: set[str]                             # which of taskset, sha256sum, python3, df exist
     board_model: str | None = None              # the device tree's model (Linux boards)
 
@@ -112,6 +112,15 @@ class DeviceFacts:
                 props["ro.soc.model"]
         return (props.get("ro.board.platform") or self.cpuinfo.get("Hardware") or self.cpuinfo.get("Model")
                 or self.board_model or self.cpuinfo.get("model name") or None)
+
+    def cpu_features(self) -> dict[str, Any] | None:
+        """The int8-relevant instruction-set features from the device's /proc/cpuinfo (mnetdeploy/cpu.py)."""
+        from mnetdeploy.cpu import features_from_flags
+
+        words = self.cpuinfo.get("Features") or self.cpuinfo.get("flags")
+        if not words or not self.machine:
+            return None
+        return features_from_flags(self.machine, set(words.split())).to_dict()
 
 
 def _int(text: str) -> int | None:

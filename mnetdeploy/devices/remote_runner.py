@@ -162,10 +162,34 @@ def import_onnxruntime():
     return ort
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def onnx_session_config():
+    """As mnetdeploy/runtimes/onnx.py: exact U8U8 int8 kernels on x86 boards without a VNNI dot product,
+    whose default U8S8 kernels saturate 16-bit pair sums."""
+    flags = cpu_flags()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if x86 and flags and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return {"session.x64quantprecision": "1"}
+    return {}
+
+
 def load_onnx(ort, model, threads):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for key, value in onnx_session_config().items():
+        options.add_session_config_entry(key, value)
     start = time.perf_counter_ns()
     try:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -209,7 +233,8 @@ def measure(args):
     if onnx:
         session, init_ns = load_onnx(ort, args.model, args.threads)
         run, prepared, shape, dtype = onnx_invoker(session, np, args.seed)
-        execution = {"providers": list(session.get_providers()), "graph_optimization": "all"}
+        execution = {"providers": list(session.get_providers()), "graph_optimization": "all",
+                     "session_config": onnx_session_config()}
     else:
         interpreter, init_ns = load_litert(module, package, version, args.model, args.threads, args.xnnpack)
         run, prepared, shape, dtype = litert_invoker(interpreter, np, args.seed)

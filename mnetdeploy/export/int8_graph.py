@@ -1,8 +1,16 @@
 """Which ops of a full-integer TFLite model stay float, so the int8 model is fast on CPUs (XNNPACK).
 
-Two int8 graphs:
-- "cpu" (default): int8 wherever XNNPACK's int8 kernels beat its float ones; float islands (DEQUANTIZE -> ops
-  -> QUANTIZE, all inside the one XNNPACK partition) where they do not. What "cpu" keeps float:
+Which graph is fastest depends on the CPU that runs it: with an int8 dot product (AVX512-VNNI, AMX, ARM
+dotprod/i8mm) int8 kernels are far faster than float ones, without it (AVX2-only x86) they are about as fast
+(cpu.py). So the default, "auto", is not a rule: quantize/graph_choice.py builds the candidates below, checks
+each, times them on the target and keeps the fastest (the decision and the timings go in quantize.json).
+The candidates, from most int8 to most float:
+- "integer-only": every op int8 but those without any int8 TFLite kernel, for accelerators that run only
+  integer graphs (NPUs, DSPs, Edge TPU, TFLite Micro). HARD_SWISH and SOFTMAX stay int8 there too.
+- "float-islands": only the ops XNNPACK has no int8 kernel for stay float (rule 1 below), so the graph stays
+  one XNNPACK partition; everything else int8.
+- "cpu": float islands grown where XNNPACK's float kernels beat its int8 ones on the AMX machine these rules
+  were measured on (float islands: DEQUANTIZE -> ops -> QUANTIZE, all inside the one XNNPACK partition):
   1. ops XNNPACK has no int8 kernel for (HARD_SWISH, SOFTMAX in ai-edge-litert 2.3.0): in int8 they run on
      LiteRT's reference kernels and split the graph (v3-small 224: 20 partitions, 4.4 ms vs 1.5 ms fp32);
   2. convolutions of the image itself (<= 4 input channels, the stem): XNNPACK has a float kernel made for
@@ -13,10 +21,9 @@ Two int8 graphs:
      with <= 16 output channels (the int8 GEMM works in tiles of 64 output channels on AVX512-AMX CPUs:
      1x1 conv 32 -> 16 on 112x112, int8 0.21 ms vs float 0.12 ms). Keeping them float also removes the
      QUANTIZE/DEQUANTIZE pair the island would otherwise close and reopen with.
-  Measured (1 thread, this machine, interleaved): v3-small 224 int8 1.55 -> 1.09 ms (fp32 1.53 ms),
-  v2 224 3.26 -> 2.84 ms (fp32 4.89 ms); scripts/int8_speed_table.py rebuilds the whole table.
-- "integer-only": every op int8 but those without any int8 TFLite kernel, for accelerators that run only
-  integer graphs (NPUs, DSPs, Edge TPU, TFLite Micro). HARD_SWISH and SOFTMAX stay int8 there too.
+  Measured (1 thread, an Intel Xeon with AMX, interleaved): v3-small 224 int8 1.55 -> 1.09 ms (fp32
+  1.53 ms), v2 224 3.26 -> 2.84 ms (fp32 4.89 ms); scripts/int8_speed_table.py rebuilds the whole table.
+  On other CPUs these constants may not hold: "auto" measures instead.
 
 Float ops carry float values; the quantize pipeline also gives their layers the exact float weights (not the
 int8-snapped ones: quantize/pipeline.py `tflite_int8`), so the "cpu" graph is closer to the float model than
@@ -27,7 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-INT8_GRAPHS = ("cpu", "integer-only")
+INT8_GRAPHS = ("integer-only", "float-islands", "cpu")   # concrete graphs, most int8 first
+GRAPH_CHOICES = ("auto", *INT8_GRAPHS)                   # what a user may ask for
 
 NO_XNNPACK_INT8_KERNEL = frozenset({"HARD_SWISH", "SOFTMAX"})
 IMAGE_CHANNELS = 4           # a conv with at most this many input channels convolves the image
@@ -77,13 +85,14 @@ def read_ops(model_bytes: bytes) -> list[Op]:
 def float_ops(calibrated: bytes, graph: str = "cpu") -> list[str]:
     """Output tensor names of the ops to keep float in the int8 model made from `calibrated` (see above)."""
     if graph not in INT8_GRAPHS:
-        raise ValueError(f"int8 graph must be one of {INT8_GRAPHS}")
+        raise ValueError(f"int8 graph must be one of {INT8_GRAPHS} (auto is resolved by quantize/graph_choice.py)")
     if graph == "integer-only":
         return []
     float_tensors: set[int] = set()
     keep = []
     for op in read_ops(calibrated):
-        if _stays_float(op, float_tensors):
+        no_kernel = op.kind in NO_XNNPACK_INT8_KERNEL
+        if no_kernel if graph == "float-islands" else _stays_float(op, float_tensors):
             float_tensors.update(op.outputs)
             keep.append(op.output)
     return keep

@@ -21,7 +21,7 @@ Where each file comes from:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +35,7 @@ from mnetdeploy.export import EXTENSIONS, PRECISIONS, artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
 
 REPORT = "quantize.json"
+INT8_GRAPH_DECISION = "int8_graph.json"   # --int8-graph auto: candidates, timings, choice (graph_choice.py)
 VALIDATION_IMAGES = 32     # held-out images every export is checked on
 # Folding rounds W * gamma / sigma to float32: deep random-init networks move by up to ~1e-4 (v3-large);
 # a folding bug moves them by far more.
@@ -64,10 +65,10 @@ class QuantizeOptions:
     bias_correction: bool = True
     rounding: str = "nearest"        # int8 weight rounding: nearest | adaptive
     keep_float: tuple[str, ...] = () # Keras layer names kept in float in the int8 models
-    int8_graph: str = "cpu"          # TFLite int8 graph: cpu (float where XNNPACK is faster) | integer-only
+    int8_graph: str = "auto"         # TFLite int8 graph: auto (timed here) | integer-only | float-islands | cpu
 
     def check(self) -> None:
-        from mnetdeploy.export.int8_graph import INT8_GRAPHS
+        from mnetdeploy.export.int8_graph import GRAPH_CHOICES
         from mnetdeploy.quantize.onnx_static import CALIBRATION_METHODS
         from mnetdeploy.quantize.rounding import ROUNDING_MODES
 
@@ -81,7 +82,7 @@ class QuantizeOptions:
         for value, allowed, flag in ((self.io, IO_TYPES, "--io"), (self.onnx_calib, CALIBRATION_METHODS,
                                                                     "--onnx-calib"),
                                      (self.rounding, ROUNDING_MODES, "--rounding"),
-                                     (self.int8_graph, INT8_GRAPHS, "--int8-graph")):
+                                     (self.int8_graph, GRAPH_CHOICES, "--int8-graph")):
             if value not in allowed:
                 raise UserError(f"{flag}: must be one of {', '.join(allowed)} (got {value!r})")
 
@@ -125,6 +126,7 @@ class QuantizeResult:
     warnings: list[str] = field(default_factory=list)
     analysis: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
+    int8_graph: dict[str, Any] | None = None   # the auto decision (graph_choice.py), reused or new
     seconds: float = 0.0
 
     @property
@@ -135,7 +137,8 @@ class QuantizeResult:
         return {"artifact_dir": str(self.artifact_dir), "artifacts": [a.to_dict() for a in self.artifacts],
                 "calibration": self.calibration, "validation": self.validation, "settings": self.settings,
                 "preparation": self.preparation, "notes": self.notes, "warnings": self.warnings,
-                "analysis": self.analysis, "recovery": self.recovery, "seconds": round(self.seconds, 3),
+                "analysis": self.analysis, "recovery": self.recovery, "int8_graph": self.int8_graph,
+                "seconds": round(self.seconds, 3),
                 "tool_version": __version__}
 
 
@@ -390,13 +393,20 @@ def quantize(target: str | Path | None = None, options: QuantizeOptions | None =
             _layer_groups(models.original, options.keep_float)  # unknown names fail before any write
         check_images, validation = validation_images(calibration if needs_int8 else None, resolution, seed)
         models.check_images = check_images
+        requested = asdict(options)
+        decision = None
+        if options.int8_graph == "auto":
+            decision = decide_int8_graph(models, options, force, say) if ("tflite", "int8") in jobs else None
+            # Everything after this (exports, analysis, --max-drop) uses the graph chosen here.
+            options = replace(options, int8_graph=decision["chosen"] if decision else "cpu")
         results = [_produce(fmt, precision, models, options, force, say) for fmt, precision in jobs]
         if any(r.reused for r in results):
             notes.append("inputs unchanged: reused " + ", ".join(r.file for r in results if r.reused)
                          + " (use --force to reconvert)")
         result = QuantizeResult(artifact_dir, results, _calibration_record(calibration), validation,
-                                settings={**asdict(options), "num_calib": num_calib, "seed": seed},
-                                preparation=models.preparation, notes=notes, warnings=warnings)
+                                settings={**requested, "int8_graph_used": options.int8_graph,
+                                          "num_calib": num_calib, "seed": seed},
+                                preparation=models.preparation, notes=notes, warnings=warnings, int8_graph=decision)
         if analyze:
             from mnetdeploy.quantize.analysis import analyze_int8
 
@@ -439,6 +449,38 @@ def _produce(fmt: str, precision: str, models: _Models, options: QuantizeOptions
                           sha256=sha256_file(path), reused=reused, seconds=round(time.perf_counter() - t0, 3),
                           check=agreement.to_dict(), io=_io_of(path),
                           keep_float=sorted(options.keep_float) if precision == "int8" else [])
+
+
+def decide_int8_graph(models: _Models, options: QuantizeOptions, force: bool, say: Callable[[str], None]
+                      ) -> dict[str, Any]:
+    """`--int8-graph auto`: the int8 TFLite graph chosen by timing the checked candidates on this machine
+    (graph_choice.py); reused from int8_graph.json while the model, calibration, settings and machine match."""
+    import tempfile
+
+    from mnetdeploy.export.int8_graph import INT8_GRAPHS
+    from mnetdeploy.export.validate import check_export
+    from mnetdeploy.quantize.graph_choice import choose_int8_graph, target_identity
+
+    inputs, key = step_inputs(models, "tflite", "int8", options)
+    inputs = {**inputs, "target": target_identity()}
+    key = {**key, "target": {k: v for k, v in inputs["target"].items()}}
+    inputs_hash = sha256_json(key)
+    path = models.artifact_dir / INT8_GRAPH_DECISION
+    if not force and step_is_fresh(models.artifact_dir, "decide:int8_graph", inputs_hash):
+        decision = read_json(path)
+        say(f"int8 graph: {decision['chosen']} (decided on this machine before; inputs unchanged)")
+        return {**decision, "reused": True}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mnetdeploy-graphs-") as work:
+        decision = choose_int8_graph(
+            make=lambda graph: tflite_int8(models, options.keep_float, options.io, graph),
+            check=lambda file: check_export(file, "int8", models.reference, models.check_images,
+                                            "model_int8.tflite").to_dict(),
+            workdir=Path(work), graphs=INT8_GRAPHS, say=say)
+    write_json(path, decision)
+    record_step(models.artifact_dir, "decide:int8_graph", inputs, inputs_hash, [INT8_GRAPH_DECISION],
+                time.perf_counter() - start)
+    return {**decision, "reused": False}
 
 
 def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeOptions

@@ -24,7 +24,11 @@ Schema `mnetdeploy-report`, version 1 (`REPORT_SCHEMA_VERSION`):
                     (mnetdeploy/bench/schema.py) with `model` = file name; per-run `samples_ms` included so
                     the gate can compare distributions
     calibration     the calibration set used by quantization (or null)
-    environment     the environment of the newest latency result (or null)
+    int8_graph      `--int8-graph auto`'s decision from quantize.json: {requested, chosen, target (the
+                    machine and its CPU features), rule, candidates: [{graph, passed, p50_ms, cosine,
+                    top1_agreement, float_ops, bytes, round_medians_ms}]} | null (a fixed graph was asked for)
+    environment     the environment of the newest latency result (or null); its `cpu_features` are the
+                    instruction-set features that decide int8 speed and numerics (mnetdeploy/cpu.py)
 
 Readers must check `schema` and `schema_version`.
 """
@@ -66,8 +70,16 @@ def build_report(artifact_dir: str | Path) -> dict[str, Any]:
         "accuracy": load_results(directory, "eval"),
         "latency": latency,
         "calibration": next((q["calibration"] for q in quantized.values() if q.get("calibration")), None),
+        "int8_graph": _int8_graph_decision(directory),
         "environment": newest.get("environment") if newest else None,
     }
+
+
+def _int8_graph_decision(directory: Path) -> dict[str, Any] | None:
+    from mnetdeploy.quantize.pipeline import REPORT as QUANTIZE_JSON
+
+    path = directory / QUANTIZE_JSON
+    return read_json(path).get("int8_graph") if path.is_file() else None
 
 
 def _model_files(directory: Path) -> list[Path]:

@@ -240,6 +240,7 @@ def environment_facts(env: dict) -> list[tuple[str, Cell]]:
     runtimes = ", ".join(f"{k} {v}" for k, v in packages.items() if v and k != "mnetdeploy")
     return [
         ("CPU", Cell(str(env.get("cpu_model") or "unknown"), str(env.get("machine") or ""))),
+        ("CPU features", cpu_features_cell(env.get("cpu_features"))),
         ("cores", Cell(cores)),
         ("governor", Cell(str(governor) if governor else "not exposed (VM/container)")),
         ("load average", Cell(" / ".join(f"{x:g}" for x in load) + " (1/5/15 min)" if isinstance(load, list)
@@ -249,12 +250,25 @@ def environment_facts(env: dict) -> list[tuple[str, Cell]]:
     ]
 
 
+def cpu_features_cell(record: Any) -> Cell:
+    """The int8-relevant instruction-set features and what they mean for int8 (mnetdeploy/cpu.py)."""
+    from mnetdeploy.cpu import from_dict
+
+    cpu = from_dict(record) if isinstance(record, dict) else None
+    if cpu is None:
+        return Cell("not recorded")
+    absent = [k for k, v in (record.get("features") or {}).items() if not v]
+    text = " ".join(cpu.present) or "none of the int8-relevant ones"
+    text += f" (int8 dot product: {'yes' if cpu.int8_dot_product else 'no'})"
+    return Cell(text, f"absent: {' '.join(absent) or 'none'}; read by {cpu.source}")
+
+
 # ---------------------------------------------------------------------------------------------- sections
 
 def sections(report: dict) -> list[Section]:
     # Warnings first: they qualify every number below them.
     return [warnings_section(report), artifacts_section(report), accuracy_section(report),
-            latency_section(report), calibration_section(report)]
+            latency_section(report), int8_graph_section(report), calibration_section(report)]
 
 
 def artifacts_section(report: dict) -> Section:
@@ -364,6 +378,8 @@ def _data_note(r: dict) -> str:
 
 
 def latency_section(report: dict) -> Section:
+    from mnetdeploy.bench.int8_speed import int8_speed_notes
+
     rows = latency_rows(report)
     if not rows:
         benchable = [a for a in artifacts(report) if a.get("format") in ("tflite", "onnx")]
@@ -398,7 +414,33 @@ def latency_section(report: dict) -> Section:
                ("init", True), ("first", True), ("peak RSS MiB (+model)", True), ("speed-up vs fp32", True)]
     notes = ["milliseconds per inference (batch 1); init = load + allocate; first = the first inference; "
              "speed-up = fp32 p50 / p50 against the fp32 model of the same format, device, runtime and threads."]
+    notes += int8_speed_notes(rows)
     return Section("latency", "Latency", make_table(columns, table_rows), notes=notes)
+
+
+def int8_graph_section(report: dict) -> Section:
+    """`--int8-graph auto`: the candidates timed on the target machine and which one was kept."""
+    decision = report.get("int8_graph")
+    if not isinstance(decision, dict) or not decision.get("candidates"):
+        return Section("int8-graph", "int8 graph choice",
+                       missing="not measured: a fixed --int8-graph was used (or no int8 TFLite model was made)")
+    rows = []
+    for c in decision["candidates"]:
+        chosen = c.get("graph") == decision.get("chosen")
+        rows.append([("▶ " if chosen else "") + str(c.get("graph")),
+                     "passed" if c.get("passed") else Cell("failed", str(c.get("failure") or "")),
+                     fmt_ms(c.get("p50_ms")), fmt(c.get("cosine"), 4), fmt(c.get("top1_agreement"), 1, " %"),
+                     fmt_int(c.get("float_ops")), fmt_size(c.get("bytes"))])
+    target = decision.get("target") or {}
+    notes = [f"kept: {decision.get('chosen')} ({decision.get('rule')}); timed on {target.get('cpu_model') or '?'}, "
+             f"{target.get('threads', 1)} thread(s), {decision.get('rounds', '?')} interleaved rounds, p50 = median "
+             "of the rounds' medians; cosine and top-1 agreement against the float Keras model on the check images."]
+    features = cpu_features_cell(target.get("cpu_features")).text
+    notes.append(f"CPU features of that machine: {features}. On another CPU, quantize again there: the choice "
+                 "is re-measured per machine.")
+    return Section("int8-graph", "int8 graph choice", make_table(
+        [("candidate", False), ("check", False), ("p50", True), ("cosine vs float", True), ("top-1 agree", True),
+         ("float ops", True), ("size", True)], rows), notes=notes)
 
 
 def calibration_section(report: dict) -> Section:

@@ -56,6 +56,10 @@ class Runner(ABC):
         outs = [self.invoke(self.prepare(images[i:i + 1])) for i in range(len(images))]
         return np.concatenate(outs, axis=0)
 
+    def settings(self) -> dict:
+        """Runtime settings that decide the arithmetic (recorded with results)."""
+        return {}
+
     @property
     def resolution(self) -> int:
         return int(self.input_shape[1])

@@ -148,7 +148,7 @@ def inspect_onnx(path: Path, threads: int | None = 1) -> dict[str, Any]:
     source = onnx.load(str(path), load_external_data=False)
     with tempfile.TemporaryDirectory(prefix="mnetdeploy-ort-") as tmp:
         optimized = os.path.join(tmp, "optimized.onnx")
-        from mnetdeploy.runtimes.onnx import session_options
+        from mnetdeploy.runtimes.onnx import session_config, session_options
 
         options = session_options(threads)  # the runner's settings: what is written is what runs
         options.optimized_model_filepath = optimized
@@ -167,6 +167,7 @@ def inspect_onnx(path: Path, threads: int | None = 1) -> dict[str, Any]:
         "runtime": "onnxruntime",
         "providers": providers,
         "graph_optimization": "all",
+        "session_config": session_config(),
         "threads": threads,
         "nodes_before": len(before),
         "nodes": len(after),

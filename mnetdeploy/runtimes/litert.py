@@ -57,3 +57,6 @@ class LiteRTRunner(Runner):
             scale, zero = self._out["quantization"]
             return dequantize(output, scale, zero)
         return output.astype(np.float32)
+
+    def settings(self) -> dict:
+        return {"xnnpack": self.xnnpack}
