@@ -1,5 +1,5 @@
 """Exports of small built MobileNets: every format and precision, checked independently of the pipeline's own
-check; fp32 within 1e-4 of Keras; int8 I/O types as requested; ONNX shape/name/opset; a broken fp32 export
+check; fp32 logits within FP32_RTOL of Keras' (relative to their range); int8 I/O types as requested; ONNX shape/name/opset; a broken fp32 export
 fails loudly and is not kept.
 
 Two models are built once per module (v2 0.35 at 96x96, v3-small at 96x96) and calibrated on a folder of
@@ -124,12 +124,34 @@ def test_every_format_and_precision_is_written_and_recorded(v2):
 
 @pytest.mark.parametrize("model", ["v2", "v3"])
 def test_fp32_exports_match_keras_on_fresh_images(model, request, fresh_images):
+    from mnetdeploy.export.validate import FP32_RTOL, logit_rel_error
+
     directory, _ = request.getfixturevalue(model)
     reference = keras_outputs(directory, fresh_images)
     for name in ("model_fp32.tflite", "model_fp32.onnx"):
         got = outputs(directory / name, fresh_images)
         assert got.shape == reference.shape
-        assert np.max(np.abs(got - reference)) <= 1e-4, name
+        # float kernels sum in another order on every CPU: compare logits relative to their range
+        assert logit_rel_error(reference, got) <= FP32_RTOL, name
+        assert np.mean(np.argmax(got, 1) == np.argmax(reference, 1)) >= 0.9, name
+
+
+def test_logit_error_sees_a_one_percent_weight_error_and_ignores_the_softmax_normaliser():
+    """SYNTHETIC logits: float-order noise (1e-6 of the range) passes, a 1 % change in one class fails, and
+    a constant shift of every logit of an image (what the softmax normaliser hides) is no error at all."""
+    from mnetdeploy.export.validate import FP32_RTOL, logit_rel_error
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (8, 1000))
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+    reference = softmax(logits)
+    noisy = softmax(logits * (1 + rng.normal(0, 1e-6, logits.shape)) + rng.normal(0, 3, (8, 1)))
+    assert logit_rel_error(reference, noisy) < 1e-5
+    broken = logits.copy()
+    broken[:, 7] += 0.01 * (logits.max(1) - logits.min(1))
+    assert logit_rel_error(reference, softmax(broken)) == pytest.approx(0.01, rel=0.05)
+    assert logit_rel_error(reference, softmax(broken)) > FP32_RTOL
+    assert logit_rel_error(logits, broken) == pytest.approx(0.01, rel=0.05)  # logits compare as logits
 
 
 @pytest.mark.parametrize("model", ["v2", "v3"])
@@ -145,8 +167,11 @@ def test_int8_agrees_with_float(model, request, fresh_images):
         assert agreement.cosine > 0.3, (name, agreement)
         assert np.isfinite(agreement.max_abs_diff)
     checks = {a["file"]: a["check"] for a in report["artifacts"]}
-    assert checks["model_fp32.tflite"]["max_abs_diff"] <= 1e-4
+    assert checks["model_fp32.tflite"]["logit_rel_error"] <= 1e-3
     assert checks["model_int8.tflite"]["cosine"] > 0.3
+    for name in ("model_int8.tflite", "model_int8.onnx"):  # the kernels were compared with plain arithmetic
+        kernel = checks[name]["kernel"]
+        assert kernel["distance"] <= kernel["limit"] and kernel["reference"], (name, kernel)
 
 
 def test_reduced_precision_tflite_on_v2(v2, fresh_images):
@@ -264,6 +289,52 @@ def test_broken_fp32_export_fails_loudly_and_is_not_kept(tmp_path, calib_dir, mo
     result = CliRunner().invoke(cli, ["quantize", str(directory), "--formats", "tflite", "--precisions", "fp32"])
     assert result.exit_code == 1
     assert "export check failed" in result.output and "model_fp32.tflite" in result.output
+    assert "of their range" in result.output and "conversion bug" in result.output
     assert not (directory / "model_fp32.tflite").exists()
     assert not list(directory.glob(".model_fp32*"))  # no temporary left behind
     assert "quantize:model_fp32.tflite" not in json.loads((directory / "manifest.json").read_text())["steps"]
+
+
+def test_auto_int8_graph_is_measured_recorded_and_cached_per_machine(v3, calib_dir, tmp_path, monkeypatch):
+    """--int8-graph auto (the default): every candidate built, checked and timed; the file written is the
+    chosen graph; a second run reuses the decision; another machine decides anew. Which candidate wins
+    depends on this CPU and is not asserted."""
+    import shutil
+
+    import mnetdeploy.quantize.graph_choice as graph_choice
+    from mnetdeploy.export.int8_graph import INT8_GRAPHS
+    from mnetdeploy.export.tflite import op_outputs
+
+    source, report = v3
+    directory = tmp_path / source.name
+    shutil.copytree(source, directory)
+    decision = report["int8_graph"]
+    assert decision["requested"] == "auto" and decision["reused"] is False
+    assert [c["graph"] for c in decision["candidates"]] == list(INT8_GRAPHS)
+    for c in decision["candidates"]:
+        assert c["passed"] and c["p50_ms"] > 0 and len(c["round_medians_ms"]) == graph_choice.ROUNDS, c
+    assert graph_choice.pick(decision["candidates"])["graph"] == decision["chosen"]
+    assert report["settings"]["int8_graph"] == "auto" and report["settings"]["int8_graph_used"] == decision["chosen"]
+    assert decision["target"]["cpu_features"]["arch"] and decision["target"]["threads"] == 1
+    float_ops = [c["float_ops"] for c in decision["candidates"]]
+    assert float_ops[0] == 0 and float_ops[1] <= float_ops[2], float_ops  # most int8 first
+    written = sum(1 for o in op_outputs((directory / "model_int8.tflite").read_bytes())
+                  if o["dtype"] == "float32" and o["op"] not in ("QUANTIZE", "DEQUANTIZE"))
+    chosen = next(c for c in decision["candidates"] if c["graph"] == decision["chosen"])
+    assert written == chosen["float_ops"]
+
+    args = (str(directory), "--calib", str(calib_dir), "--num-calib", str(NUM_CALIB), "--formats", "tflite",
+            "--precisions", "int8")
+    again = quantize_json(*args)
+    assert again["int8_graph"]["reused"] is True and again["int8_graph"]["chosen"] == decision["chosen"]
+    assert again["artifacts"][0]["reused"] is True
+
+    real = graph_choice.target_identity
+    monkeypatch.setattr(graph_choice, "target_identity",
+                        lambda threads=1: {**real(threads), "cpu_model": "Another CPU @ 2.0GHz"})
+    elsewhere = quantize_json(*args)
+    assert elsewhere["int8_graph"]["reused"] is False
+    assert elsewhere["int8_graph"]["target"]["cpu_model"] == "Another CPU @ 2.0GHz"
+
+    fixed = quantize_json(*args, "--int8-graph", "integer-only")
+    assert fixed["int8_graph"] is None and fixed["settings"]["int8_graph_used"] == "integer-only"

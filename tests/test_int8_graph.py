@@ -1,5 +1,6 @@
-"""The int8 TFLite graph shapes (export/int8_graph.py): "cpu" keeps float exactly the ops XNNPACK runs faster
-in float, "integer-only" quantizes every op. Checked on the real converter's output, op by op."""
+"""The int8 TFLite graph shapes (export/int8_graph.py): "cpu" keeps float exactly the ops its rules name,
+"float-islands" only the ops XNNPACK has no int8 kernel for, "integer-only" quantizes every op. Checked on the
+real converter's output, op by op; and the "auto" choice between them (quantize/graph_choice.py)."""
 
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ def test_both_graphs_delegate_as_documented(model_and_calibration, tmp_path):
     for graph in INT8_GRAPHS:
         paths[graph] = tmp_path / f"{graph}.tflite"
         paths[graph].write_bytes(quantize_calibrated(calibrated, "int8", graph=graph))
-    cpu = inspect_execution(paths["cpu"], threads=1)
-    assert cpu["delegated_percent"] == 100.0 and cpu["delegate_partitions"] == 1, summary_line(cpu)
+    for graph in ("cpu", "float-islands"):
+        info = inspect_execution(paths[graph], threads=1)
+        assert info["delegated_percent"] == 100.0 and info["delegate_partitions"] == 1, summary_line(info)
     integer = inspect_execution(paths["integer-only"], threads=1)
     assert integer["not_delegated_by_type"] == {"HARD_SWISH": 1}, summary_line(integer)
 
@@ -109,6 +111,35 @@ def test_unknown_graph_is_refused(model_and_calibration):
     _, _, calibrated = model_and_calibration
     with pytest.raises(ValueError, match="int8 graph must be one of"):
         float_ops(calibrated, "gpu")
-    with pytest.raises(UserError, match="--int8-graph: must be one of cpu, integer-only"):
+    with pytest.raises(UserError, match="--int8-graph: must be one of auto, integer-only, float-islands, cpu"):
         QuantizeOptions(int8_graph="npu").check()
     assert QuantizeOptions(int8_graph="integer-only").int8_settings("tflite")["int8_graph"] == "integer-only"
+
+
+def test_float_islands_keep_only_ops_without_an_int8_kernel(model_and_calibration):
+    from mnetdeploy.export.tflite import quantize_calibrated
+
+    _, _, calibrated = model_and_calibration
+    kinds = {op.output: op.kind for op in read_ops(calibrated)}
+    assert [kinds[t] for t in float_ops(calibrated, "float-islands")] == ["HARD_SWISH"]
+    dtypes = _dtypes_by_layer(quantize_calibrated(calibrated, "int8", graph="float-islands"))
+    assert dtypes["stem_hswish"] == "float32" and dtypes["stem"] == "int8" and dtypes["dw_fed_float"] == "int8"
+
+
+@pytest.mark.parametrize("candidates, chosen", [
+    # fastest wins when nothing is tied
+    ([("integer-only", True, 1.00, 0.90), ("float-islands", True, 0.80, 0.91), ("cpu", True, 0.90, 0.95)],
+     "float-islands"),
+    # within 3 % of the fastest: tied, the closest to float wins
+    ([("integer-only", True, 1.00, 0.90), ("float-islands", True, 0.80, 0.91), ("cpu", True, 0.82, 0.95)], "cpu"),
+    # a failed candidate is never chosen, however fast
+    ([("integer-only", False, 0.10, 0.10), ("float-islands", True, 0.80, 0.91), ("cpu", True, 0.90, 0.95)],
+     "float-islands"),
+])
+def test_auto_picks_the_fastest_passing_candidate_ties_to_accuracy(candidates, chosen):
+    """Recorded timings (not measured here): the rule alone."""
+    from mnetdeploy.quantize.graph_choice import pick
+
+    records = [{"graph": g, "passed": ok, "p50_ms": p50, "cosine": cos} for g, ok, p50, cos in candidates]
+    assert pick(records)["graph"] == chosen
+    assert pick([dict(r, passed=False) for r in records]) is None

@@ -284,3 +284,31 @@ def test_report_modules_stay_light():
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------ CPU features and int8 speed
+
+def test_report_shows_the_cpu_features_and_says_when_int8_is_not_faster(measured, tmp_path):
+    from mnetdeploy.cpu import CpuFeatures, host_cpu
+
+    md = (measured / "report.md").read_text()
+    features = " ".join(host_cpu().present)
+    yes = "yes" if host_cpu().int8_dot_product else "no"
+    assert f"**CPU features**: {features} (int8 dot product: {yes})" in md
+    report = load_report(measured)
+    assert all(r["environment"]["cpu_features"] == host_cpu().to_dict() for r in report["latency"])
+
+    # The same report as measured on an AVX2-only CPU where int8 ran at fp32's speed (recorded numbers).
+    avx2 = CpuFeatures("x86_64", "cpuid", ("avx2",)).to_dict()
+    report["environment"]["cpu_features"] = avx2
+    for r in report["latency"]:
+        r["environment"]["cpu_features"] = avx2
+        if r["model"] == "model_int8.tflite":
+            fp32 = next(x for x in report["latency"] if x["model"] == "model_fp32.tflite"
+                        and x["threads"] == r["threads"])
+            r["latency_ms"] = dict(r["latency_ms"], p50=fp32["latency_ms"]["p50"] * 1.02)
+    text = render_markdown(report)
+    latency = text.split("## Latency\n", 1)[1].split("\n## ", 1)[0]
+    assert latency.count("model_int8.tflite: int8 is no faster than fp32 on this CPU (0.98x") == len(THREADS)
+    assert "no int8 dot-product instruction (no AVX512-VNNI, AVX-VNNI or AMX)" in latency
+    assert "**CPU features**: avx2 (int8 dot product: no)" in text
