@@ -64,22 +64,21 @@ def native(args) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
         if not args.no_haswell:
-            row["haswell"] = under_haswell(directory, args.haswell_images, IMAGES if weights else None)
+            row["haswell"] = under_haswell(directory, args.haswell_images, calib, args.num_calib)
             print(json.dumps({"model": row["model"], "haswell": row["haswell"]}), flush=True)
     return rows
 
 
-def under_haswell(directory: Path, n: int, real: Path | None) -> dict:
-    """Re-run the checks of `directory`'s exports under an emulated AVX2-only CPU."""
+def under_haswell(directory: Path, n: int, calib: Path | None, num_calib: int) -> dict:
+    """Re-run the checks of `directory`'s exports under an emulated AVX2-only CPU, on the first `n` of the
+    check images quantize used here (the held-out rest of the calibration folder, as quantize picks them)."""
     from mnetdeploy.arch.weights import load_keras_model
-    from mnetdeploy.data import find_images, load_images
+    from mnetdeploy.data import calibration_set
     from mnetdeploy.quantize.pipeline import validation_images
 
     resolution = int(json.loads((directory / "summary.json").read_text())["resolution"])
-    if real is not None:
-        images = load_images(find_images(real)[-n:], resolution, progress=False).array
-    else:
-        images = validation_images(None, resolution, 0)[0][:n]
+    calibration = calibration_set(calib, num_calib, 0, resolution)
+    images = validation_images(calibration, resolution, 0)[0][:n]
     model = load_keras_model(directory / "model.keras")
     reference = np.asarray(model(images, training=False), np.float32)
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,12 +41,22 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 @pytest.mark.parametrize("arch", [a for a, _ in FAMILIES])
 def test_tflite_fully_delegated_to_xnnpack(exported, arch, precision):
+    import json
+
+    from mnetdeploy.export.int8_graph import NO_XNNPACK_INT8_KERNEL
+
     info = inspect_execution(exported[arch] / f"model_{precision}.tflite", threads=1)
     assert info["delegate"] == "xnnpack", info
     # One partition: no op between two delegated regions falls back (each boundary costs a copy).
-    assert info["default_kernel_ops"] == 0 and info["delegated_percent"] == 100.0, summary_line(info)
     assert info["delegate_partitions"] == 1, summary_line(info)
-    assert info["delegated_ops"] == info["ops"] == sum(info["op_types"].values())
+    chosen = json.loads((exported[arch] / "quantize.json").read_text())["settings"]["int8_graph_used"]
+    if precision == "int8" and chosen == "integer-only":
+        # --int8-graph auto may find the integer-only graph fastest on this CPU (timed): then only ops XNNPACK
+        # has no int8 kernel for may stay outside, and still only one partition (checked above).
+        assert set(info["not_delegated_by_type"]) <= NO_XNNPACK_INT8_KERNEL, summary_line(info)
+    else:
+        assert info["default_kernel_ops"] == 0 and info["delegated_percent"] == 100.0, summary_line(info)
+        assert info["delegated_ops"] == info["ops"] == sum(info["op_types"].values())
     # Static batch 1: no run-time shape computation left in the graph.
     assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & set(info["op_types"]), info["op_types"]
 

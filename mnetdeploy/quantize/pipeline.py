@@ -138,11 +138,21 @@ class QuantizeResult:
                 "calibration": self.calibration, "validation": self.validation, "settings": self.settings,
                 "preparation": self.preparation, "notes": self.notes, "warnings": self.warnings,
                 "analysis": self.analysis, "recovery": self.recovery, "int8_graph": self.int8_graph,
-                "seconds": round(self.seconds, 3),
+                "checked_on": checked_on(), "seconds": round(self.seconds, 3),
                 "tool_version": __version__}
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+def checked_on() -> dict[str, Any]:
+    """The machine the exports were checked on: int8 kernels (and so the checks' numbers) differ per CPU."""
+    from mnetdeploy.bench.environment import cpu_model
+    from mnetdeploy.cpu import host_cpu
+    from mnetdeploy.runtimes.onnx import session_config
+
+    return {"cpu_model": cpu_model(), "cpu_features": host_cpu().to_dict(),
+            "onnxruntime_session_config": session_config()}
+
 
 def default_target() -> Path:
     """The artifact directory of the default config (what `mnetdeploy build` with no arguments builds)."""
