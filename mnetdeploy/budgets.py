@@ -140,6 +140,9 @@ class Regression(_Strict):
     blocks: int | None = Field(20, ge=2, le=1000, description="moving-block bootstrap over this many stretches "
                                                            "of each run; null: resample single samples")
     same_cpu: bool = Field(True, description="compare only results measured on the same CPU model")
+    on_inconclusive: Literal["inconclusive", "warn", "fail"] = Field(
+        "inconclusive", description="a comparison too noisy to decide at max_slowdown: inconclusive (exit 3), "
+                                    "warn (exit 0, reported), or fail (exit 1)")
 
 
 class Budgets(_Strict):

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from mnetdeploy import __version__
-from mnetdeploy.errors import EXIT_FAILED, UserError
+from mnetdeploy.errors import EXIT_FAILED, EXIT_INCONCLUSIVE, UserError
 
 
 class _Group(click.Group):
@@ -189,8 +189,18 @@ def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, 
 @click.option("--keep", is_flag=True, help="Device: keep the model on the device (the tool stays cached anyway).")
 @click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Device: seconds one benchmark run may take before it counts as hung.")
-def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpack, inputs, seed, as_json, out,
-          **device_options):
+@click.option("--against", type=click.Path(dir_okay=False), metavar="BASELINE_MODEL",
+              help="A/B: compare the one MODEL with this baseline file in alternating rounds until a slowdown "
+                   "beyond --max-slowdown is clearly there or clearly not (exit 0 pass, 1 fail, 3 inconclusive).")
+@click.option("--max-slowdown", type=click.FloatRange(min=0, min_open=True), default=0.10, show_default=True,
+              help="A/B: the slowdown to decide about (0.10 = 10 %).")
+@click.option("--max-rounds", type=click.IntRange(min=3), default=20, show_default=True,
+              help="A/B: at most this many rounds (each benchmarks both models once) ...")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="... and stop starting rounds after this many seconds; undecided by then: inconclusive.")
+@click.pass_context
+def bench(ctx, models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpack, inputs, seed, as_json, out,
+          against, max_slowdown, max_rounds, max_seconds, **device_options):
     """Latency (p50/p90/p99 over every run) and peak memory of .tflite/.onnx MODELS.
 
     MODELS are files or directories (every .tflite/.onnx in them, sorted). Each model runs in a fresh
@@ -207,6 +217,12 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
     check_device(device)
     extra = _device_settings(device, device_options)
     paths = find_models(list(models), runtime)
+    if against:
+        _bench_against(ctx, paths, against, device=device, runtime=runtime, threads=threads, warmup=warmup,
+                       runs=runs, min_seconds=min_seconds, xnnpack=not no_xnnpack, inputs=inputs, seed=seed,
+                       max_slowdown=max_slowdown, max_rounds=max_rounds, max_seconds=max_seconds,
+                       as_json=as_json, out=out, extra=extra)
+        return
     results = []
     with bench_progress(stderr_console()) as track:
         for path in paths:
@@ -233,6 +249,42 @@ def bench(models, device, runtime, threads, warmup, runs, min_seconds, no_xnnpac
         con.print(f"kept in {path}", highlight=False)
     if out:
         con.print(f"wrote {out}")
+
+
+def _bench_against(ctx, paths, against, *, device, runtime, threads, warmup, runs, min_seconds, xnnpack, inputs,
+                   seed, max_slowdown, max_rounds, max_seconds, as_json, out, extra) -> None:
+    """`bench MODEL --against BASELINE`: the sequential A/B comparison (bench/sequential.py)."""
+    from mnetdeploy.bench.sequential import compare_models
+    from mnetdeploy.fsutil import write_json
+    from mnetdeploy.report.console import stderr_console, stdout_console
+
+    if len(paths) != 1:
+        raise UserError(f"--against compares one model with its baseline; got {len(paths)} models "
+                        f"({', '.join(p.name for p in paths[:3])}...): pass one file")
+    baseline = Path(against)
+    if not baseline.is_file():
+        raise UserError(f"--against {baseline}: no such file; pass the baseline .tflite/.onnx")
+    err = stderr_console()
+    with err.status("A/B rounds") as status:
+        result = compare_models(paths[0], baseline, max_slowdown=max_slowdown, max_rounds=max_rounds,
+                                max_seconds=max_seconds, device=device, threads=threads, runs=runs,
+                                min_seconds=min_seconds, runtime=runtime, warmup=warmup, xnnpack=xnnpack,
+                                inputs=inputs, seed=seed, progress=status.update, **extra)
+    data = result.to_dict()
+    if out:
+        write_json(out, data)
+    if as_json:
+        _emit_json(data)
+    else:
+        con = stdout_console()
+        con.print(f"{paths[0].name} vs {baseline.name} ({device}, {threads} thread(s)): ratio {result.ratio:.3f} "
+                  f"[{result.low:.3f}, {result.high:.3f}] at {100 * result.confidence:.0f} % over {result.rounds} "
+                  f"rounds ({result.runs} runs, {result.seconds:.0f} s; {result.stopped}); limit "
+                  f"{result.threshold:.3f}; detects slowdowns above "
+                  f"{100 * result.minimum_detectable_slowdown:.0f} %", soft_wrap=True, highlight=False)
+        con.print(f"A/B {result.verdict.upper()}", highlight=False)
+    if result.verdict != "pass":
+        ctx.exit(EXIT_FAILED if result.verdict == "fail" else EXIT_INCONCLUSIVE)
 
 
 _DEVICE_DEFAULTS = {"benchmark_binary": None, "serial": None, "adb_path": None, "adb_server": None,
@@ -270,7 +322,9 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
     """Check REPORTs (report.json or artifact directories) against latency, size and accuracy budgets.
 
     Exit 0 when every check passes, 1 when a budget is broken (or, with --baseline, a clear slowdown beyond
-    regression.max_slowdown), 2 on bad input. The decision rule is documented in mnetdeploy/gate.py."""
+    regression.max_slowdown), 2 on bad input, 3 when a latency comparison is too noisy to decide at
+    max_slowdown (regression.on_inconclusive: warn | fail changes that). The decision rule is documented in
+    mnetdeploy/gate.py."""
     from mnetdeploy.gate import check_notes, gate as run_gate, results_table, write_junit
     from mnetdeploy.report.console import stdout_console
 
@@ -287,10 +341,10 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
         con.print(result.summary(), soft_wrap=True, highlight=False)
         if junit:
             con.print(f"wrote {junit}")
-    if result.failed:
+    if result.verdict != "pass":
         if as_json:
             click.echo(result.summary(), err=True)
-        ctx.exit(EXIT_FAILED)
+        ctx.exit(EXIT_FAILED if result.verdict == "fail" else EXIT_INCONCLUSIVE)
 
 
 @cli.command()

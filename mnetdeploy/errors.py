@@ -4,6 +4,7 @@
 EXIT_OK = 0
 EXIT_FAILED = 1       # the job ran and its verdict is "no" (a broken budget, a failed check)
 EXIT_USAGE = 2        # bad input: config, flags, files; nothing was written
+EXIT_INCONCLUSIVE = 3 # the job ran but the data cannot decide (a latency comparison noisier than its threshold)
 
 
 class UserError(Exception):

@@ -15,9 +15,17 @@ r = median(candidate samples) / median(baseline samples); [L, H] is the percenti
 moving blocks of consecutive samples; fixed seed, so the same inputs always get the same verdict);
 T = 1 + max_slowdown.
 
-    FAIL  when L > T and r > T    the slowdown is statistically clear AND larger than max_slowdown
-    PASS  otherwise               flagged "unclear" when r > T >= L: over the limit, but not clearly; rerun
-                                  the benchmark (longer, on a quieter machine) to decide
+    FAIL          when L > T and r > T   the slowdown is statistically clear AND larger than max_slowdown
+    PASS          when H <= T            the data rules out a slowdown larger than max_slowdown
+    INCONCLUSIVE  otherwise              the interval straddles T: this data cannot decide at max_slowdown.
+                                         Its own verdict and exit code (3); `on_inconclusive: warn` passes
+                                         with a warning, `fail` fails. `mnetdeploy bench NEW --against OLD`
+                                         keeps measuring in rounds until it can decide (bench/sequential.py)
+
+Every comparison also reports its minimum detectable slowdown, MDS = T * r / L - 1 (bench/stats.py): the
+smallest true slowdown this much noise would let the rule fail. A quiet run detects slowdowns just above
+max_slowdown; on a noisy runner MDS grows, and a 30 % regression that the noise hides is INCONCLUSIVE, never
+a silent PASS.
 
 (With a percentile interval L <= r almost always, so L > T is the binding condition; r > T is checked too so
 a lopsided interval can never fail a point estimate that is within the limit.)
@@ -95,7 +103,7 @@ class Check:
     measured: float | None        # regression: the median ratio r
     limit: float                  # regression: T = 1 + max_slowdown
     unit: str                     # "ms" | "bytes" | "points" | "percent" | "ratio"
-    verdict: str                  # "pass" | "fail" | "skip"
+    verdict: str                  # "pass" | "fail" | "skip" | "inconclusive" (regression only)
     margin: float | None = None   # limit - measured for max limits, measured - limit for min_top1,
     margin_pct: float | None = None  # T - L for regression (L decides); as a percentage of the limit
     device: str | None = None
@@ -128,21 +136,31 @@ class GateResult:
     budgets: str
     baselines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    on_inconclusive: str = "inconclusive"   # budgets' regression.on_inconclusive
 
     @property
     def failed(self) -> list[Check]:
-        return [c for c in self.checks if c.verdict == "fail"]
+        return [c for c in self.checks if c.verdict == "fail"
+                or (c.verdict == "inconclusive" and self.on_inconclusive == "fail")]
+
+    @property
+    def inconclusive(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict == "inconclusive"]
 
     @property
     def verdict(self) -> str:
-        return "fail" if self.failed else "pass"
+        """fail (exit 1) > inconclusive (exit 3, unless on_inconclusive is warn or fail) > pass (exit 0)."""
+        if self.failed:
+            return "fail"
+        return "inconclusive" if self.inconclusive and self.on_inconclusive == "inconclusive" else "pass"
 
     def counts(self) -> dict[str, int]:
-        return {v: sum(c.verdict == v for c in self.checks) for v in ("pass", "fail", "skip")}
+        return {v: sum(c.verdict == v for c in self.checks) for v in ("pass", "fail", "skip", "inconclusive")}
 
     def summary(self) -> str:
         n = self.counts()
         text = f"gate {self.verdict.upper()}: {len(self.checks)} checks, {n['pass']} passed, {n['fail']} failed"
+        text += f", {n['inconclusive']} inconclusive" if n["inconclusive"] else ""
         text += f", {n['skip']} skipped" if n["skip"] else ""
         if self.failed:
             text += " - " + "; ".join(f"{c.model} {c.case_name}" for c in self.failed[:3])
@@ -151,7 +169,8 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "counts": self.counts(), "reports": self.reports, "budgets": self.budgets,
-                "baselines": self.baselines, "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
+                "baselines": self.baselines, "on_inconclusive": self.on_inconclusive,
+                "checks": [c.to_dict() for c in self.checks], "notes": self.notes}
 
 
 @dataclass
@@ -216,7 +235,8 @@ def evaluate(reports: list[Report], budgets: Budgets, baselines: list[Report] = 
         checks.extend(regression_checks(reports, baselines, budgets.regression, notes))
     elif "regression" in budgets.model_fields_set:
         notes.append(f"{budgets.source}: `regression:` is used only with --baseline")
-    return GateResult(checks, [r.path for r in reports], budgets.source, [b.path for b in baselines], notes)
+    return GateResult(checks, [r.path for r in reports], budgets.source, [b.path for b in baselines], notes,
+                      budgets.regression.on_inconclusive)
 
 
 def _refuse_duplicate_names(reports: list[Report], what: str) -> None:
@@ -440,7 +460,7 @@ def _samples(result: dict[str, Any], regression: Regression, where: str) -> list
 def compare_latency(candidate: dict[str, Any], baseline: dict[str, Any], regression: Regression,
                     report: Report | None = None, base_report: Report | None = None) -> Check:
     """The regression check of one candidate latency result against its baseline (decision rule: module doc)."""
-    from mnetdeploy.bench.stats import median_ratio_ci
+    from mnetdeploy.bench.stats import median_ratio_ci, minimum_detectable_slowdown
 
     cand_where = report.path if report else "candidate"
     base_where = base_report.path if base_report else "baseline"
@@ -455,17 +475,21 @@ def compare_latency(candidate: dict[str, Any], baseline: dict[str, Any], regress
     ci = median_ratio_ci(a, b, confidence=regression.confidence, resamples=regression.resamples, seed=0,
                          blocks=regression.blocks)
     fail = ci.low > threshold and ci.ratio > threshold
-    unclear = not fail and ci.ratio > threshold
+    verdict = "fail" if fail else "pass" if ci.high <= threshold else "inconclusive"
+    mds = minimum_detectable_slowdown(ci, threshold)
     margin = threshold - ci.low
-    note = (f"median {100 * (ci.ratio - 1):+.1f} % is over the limit but the interval reaches {ci.low:.3f}: not "
-            "clear at this confidence; rerun with more --runs/--min-seconds") if unclear else None
+    note = (f"interval [{ci.low:.3f}, {ci.high:.3f}] straddles the limit {threshold:.3f}: this data detects only "
+            f"slowdowns above {100 * mds:.0f} % (max_slowdown {100 * regression.max_slowdown:.0f} %); re-measure "
+            "longer or on a quieter machine, or let `mnetdeploy bench NEW --against OLD` sample until it can "
+            "decide") if verdict == "inconclusive" else None
     return Check(
         "regression", REGRESSION_BUDGET, "regression", report.name if report else str(candidate.get("model")),
-        Path(str(candidate.get("model"))).name, ci.ratio, threshold, "ratio", "fail" if fail else "pass",
+        Path(str(candidate.get("model"))).name, ci.ratio, threshold, "ratio", verdict,
         margin, 100.0 * margin / threshold, device=candidate.get("device"), threads=candidate.get("threads"),
         runtime=candidate.get("runtime"), xnnpack=candidate.get("xnnpack"),
         details={"ratio": ci.ratio, "ci_low": ci.low, "ci_high": ci.high, "confidence": ci.confidence,
-                 "threshold": threshold, "max_slowdown": regression.max_slowdown, "unclear": unclear,
+                 "threshold": threshold, "max_slowdown": regression.max_slowdown,
+                 "min_detectable_slowdown": mds,
                  "candidate_p50_ms": _median(a), "baseline_p50_ms": _median(b),
                  "candidate_samples": len(a), "baseline_samples": len(b), "resamples": ci.resamples,
                  "blocks": ci.blocks},
@@ -554,10 +578,10 @@ def results_table(result: GateResult):
         right = col in ("measured", "limit", "margin")
         table.add_column(col, justify="right" if right else "left", no_wrap=right or col == "verdict",
                          overflow="fold")
-    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow", "inconclusive": "bold yellow"}
     for c in result.checks:
         where = "-" if c.device is None else f"{c.device}/{c.threads}" + (" no-xnnpack" if c.xnnpack is False else "")
-        verdict = c.verdict.upper() + (" (unclear)" if c.details.get("unclear") else "")
+        verdict = c.verdict.upper()
         row = [c.rule, c.budget, *([c.model] if len(models) > 1 else []), c.artifact, where,
                describe_measured(c), describe_limit(c), format_margin(c),
                f"[{style[c.verdict]}]{verdict}[/]"]
@@ -566,9 +590,13 @@ def results_table(result: GateResult):
 
 
 def check_notes(result: GateResult) -> list[str]:
-    """Lines to print under the table: why each check failed, skip reasons, unclear regressions, notes."""
+    """Lines to print under the table: why each check failed, skip reasons, inconclusive comparisons, notes."""
     lines = [f"FAIL {c.model} {failure_message(c)}" for c in result.failed]
     lines += [f"{c.verdict}: {c.model} {c.case_name}: {c.note}" for c in result.checks if c.note]
+    lines += [f"{c.model} {c.case_name}: with this noise, detects slowdowns above "
+              f"{100 * c.details['min_detectable_slowdown']:.0f} % (max_slowdown "
+              f"{100 * c.details['max_slowdown']:.0f} %)"
+              for c in result.checks if c.kind == "regression" and "min_detectable_slowdown" in c.details]
     return lines + [f"note: {n}" for n in result.notes]
 
 
@@ -576,8 +604,9 @@ def junit_xml(result: GateResult) -> bytes:
     """One <testcase> per check (classname = model name, name = "artifact device threads=N: budget")."""
     n = result.counts()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    attrs = {"name": "mnetdeploy gate", "tests": str(len(result.checks)), "failures": str(n["fail"]),
-             "errors": "0", "skipped": str(n["skip"]), "time": "0"}
+    attrs = {"name": "mnetdeploy gate", "tests": str(len(result.checks)), "failures": str(len(result.failed)),
+             "errors": "0", "skipped": str(n["skip"] + n["inconclusive"] - _failed_inconclusive(result)),
+             "time": "0"}
     suites = ET.Element("testsuites", attrs)
     suite = ET.SubElement(suites, "testsuite", dict(attrs, timestamp=stamp, hostname=platform.node()))
     props = ET.SubElement(suite, "properties")
@@ -599,19 +628,27 @@ def junit_xml(result: GateResult) -> bytes:
                   "margin": c.margin, "margin_pct": c.margin_pct}
         if c.kind == "regression":
             values.update({k: c.details.get(k) for k in ("ci_low", "ci_high", "confidence", "candidate_samples",
-                                                           "baseline_samples")})
+                                                           "baseline_samples", "min_detectable_slowdown")})
         for key, value in values.items():
             if value is not None:
                 ET.SubElement(props, "property", name=key, value=_xml_number(value))
-        if c.verdict == "fail":
+        if c in result.failed and c.verdict == "inconclusive":  # on_inconclusive: fail
+            ET.SubElement(case, "failure", message=f"inconclusive: {c.note}", type=c.kind).text = c.note
+        elif c.verdict == "fail":
             message = failure_message(c)
             ET.SubElement(case, "failure", message=message, type=c.kind).text = message
+        elif c.verdict == "inconclusive":
+            ET.SubElement(case, "skipped", message=f"inconclusive: {c.note}")
         elif c.verdict == "skip":
             ET.SubElement(case, "skipped", message=c.note or "skipped")
         elif c.note:
             ET.SubElement(case, "system-out").text = c.note
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _failed_inconclusive(result: GateResult) -> int:
+    return sum(c.verdict == "inconclusive" for c in result.failed)
 
 
 def _xml_number(value: Any) -> str:

@@ -133,3 +133,43 @@ def median_ratio_ci(a, b, confidence: float = 0.95, resamples: int = 2000, seed:
     low, high = np.quantile(ratios, [tail, 1.0 - tail])
     return RatioCI(ratio=float(np.median(xa) / np.median(xb)), low=float(low), high=float(high),
                    confidence=confidence, resamples=resamples, blocks=blocks)
+
+
+def minimum_detectable_slowdown(ci: RatioCI, threshold: float) -> float:
+    """The smallest true slowdown (a fraction: 0.25 = 25 % slower) this comparison would call a failure.
+
+    A true ratio R shows up as an interval whose low end sits about R * low / ratio (the interval's relative
+    lower half-width comes from the noise of both samples, not from R); the rule fails only when that low
+    end exceeds `threshold`, so R must exceed threshold * ratio / low."""
+    return threshold * ci.ratio / ci.low - 1.0
+
+
+# ----------------------------------------------------------------------- Student's t (no scipy dependency)
+
+def t_cdf(x: float, df: int) -> float:
+    """P(T <= x) for Student's t with `df` degrees of freedom (Simpson's rule on the density; |error| < 1e-9
+    for the df >= 2 and |x| <= 60 used here)."""
+    import math
+
+    if x < 0:
+        return 1.0 - t_cdf(-x, df)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    steps = 4000
+    h = x / steps
+    u = np.linspace(0.0, x, steps + 1)
+    f = np.exp(log_norm - (df + 1) / 2 * np.log1p(u * u / df))
+    return 0.5 + float(h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum()))
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile of Student's t (bisection on t_cdf)."""
+    if not 0.5 <= p < 1:
+        raise ValueError(f"p must be in [0.5, 1), got {p}")
+    low, high = 0.0, 60.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        if t_cdf(mid, df) < p:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
