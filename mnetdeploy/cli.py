@@ -399,7 +399,7 @@ def run(config, force, as_json):
         con.print(pipeline_table(result.steps))
         con.print(f"report: {result.artifact_dir / 'report.html'}")
     if result.gate_passed is False:
-        raise click.exceptions.Exit(EXIT_FAILED)
+        raise click.exceptions.Exit(EXIT_INCONCLUSIVE if result.gate_verdict == "inconclusive" else EXIT_FAILED)
 
 
 @cli.command()

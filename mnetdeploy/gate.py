@@ -51,10 +51,11 @@ average 1.5-3.6 from other people's jobs), v2 0.35/96 fp32 TFLite, 1 thread, p50
    and can move one run's median by 15-25 %. Resampling single samples treats that stretch as independent
    luck and gives a narrow interval around the shifted median: with iid resampling 30 of the 5880 identical
    pairs FAILED (0.5 %; up to 1.2 % in the noisiest experiment). Resampling blocks (20 per run) keeps the
-   stretch together, so a disturbed run gets a wide interval: 0 of 5880 FAILED (34 were reported unclear).
-   Its cost: an injected 30 % slowdown was missed in 30 of 5880 pairs instead of 22, almost all where the
-   *baseline* run was the disturbed one (a 23 % slow baseline hides a 30 % slowdown from any rule). A missed
-   alarm shows up again on the next commit; a false alarm blocks a merge for nothing.
+   stretch together, so a disturbed run gets a wide interval: 0 of 5880 FAILED (34 were reported
+   unclear, INCONCLUSIVE under today's rule). Its cost: an injected 30 % slowdown was missed in 30 of 5880
+   pairs instead of 22, almost all where the *baseline* run was the disturbed one (a 23 % slow baseline
+   hides a 30 % slowdown from any rule). A missed alarm shows up again on the next commit; a false alarm
+   blocks a merge for nothing.
 4. Too little data: a result with fewer than `min_samples` samples or measured for less than `min_seconds`
    (default 0.5 s, so one burst cannot cover most of a run) is refused (exit 2) rather than compared.
 5. Different machines: a baseline from another CPU model compares machines, not code (hosted CI runners

@@ -41,10 +41,11 @@ class RunResult:
     artifact_dir: Path
     steps: list[StepOutcome]
     gate_passed: bool | None  # None: no gate configured
+    gate_verdict: str | None = None  # pass | fail | inconclusive (a latency comparison too noisy to decide)
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact_dir": str(self.artifact_dir), "gate_passed": self.gate_passed,
-                "steps": [asdict(s) for s in self.steps]}
+                "gate_verdict": self.gate_verdict, "steps": [asdict(s) for s in self.steps]}
 
 
 @dataclass
@@ -71,7 +72,8 @@ def run_pipeline(config: Config, force: bool = False, progress: Say | None = Non
         outcomes.append(outcome)
     gate = next(o for o in outcomes if o.name == "gate")
     passed = None if gate.status == "skipped" else bool(gate.data.get("passed"))
-    return RunResult(ctx.artifact_dir, outcomes, passed)
+    verdict = None if gate.status == "skipped" else gate.data["gate"]["verdict"]
+    return RunResult(ctx.artifact_dir, outcomes, passed, verdict)
 
 
 def _build(ctx: _Context) -> StepOutcome:

@@ -1,6 +1,6 @@
 """Exports of small built MobileNets: every format and precision, checked independently of the pipeline's own
-check; fp32 logits within FP32_RTOL of Keras' (relative to their range); int8 I/O types as requested; ONNX shape/name/opset; a broken fp32 export
-fails loudly and is not kept.
+check; fp32 logits within FP32_RTOL of Keras' (relative to their range); int8 I/O types as requested; ONNX
+shape/name/opset; a broken fp32 export fails loudly and is not kept; --int8-graph auto measures, records and caches.
 
 Two models are built once per module (v2 0.35 at 96x96, v3-small at 96x96) and calibrated on a folder of
 seeded synthetic PNG files, so the tests need nothing outside the repository.
@@ -143,7 +143,10 @@ def test_logit_error_sees_a_one_percent_weight_error_and_ignores_the_softmax_nor
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 4, (8, 1000))
-    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)  # noqa: E731
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
     reference = softmax(logits)
     noisy = softmax(logits * (1 + rng.normal(0, 1e-6, logits.shape)) + rng.normal(0, 3, (8, 1)))
     assert logit_rel_error(reference, noisy) < 1e-5

@@ -87,10 +87,10 @@ def test_gate_in_the_run_sets_the_exit_code(first_run):
     tight.write_text(yaml.safe_dump({"rules": [{"artifact": "model_int8.tflite", "max_p50_ms": 0.0001}]}))
     ok, data = run(str(write_config(tmp / "g1.yaml", tmp / "artifacts", gate={"budgets": str(loose),
                                                                                  "junit": str(tmp / "g.xml")})))
-    assert ok.exit_code == 0 and data["gate_passed"] is True
+    assert ok.exit_code == 0 and data["gate_passed"] is True and data["gate_verdict"] == "pass"
     assert (tmp / "g.xml").read_text().count("<testcase") >= 3
     bad, data = run(str(write_config(tmp / "g2.yaml", tmp / "artifacts", gate={"budgets": str(tight)})))
-    assert bad.exit_code == 1 and data["gate_passed"] is False
+    assert bad.exit_code == 1 and data["gate_passed"] is False and data["gate_verdict"] == "fail"
 
 
 def test_bad_config_is_exit_2(tmp_path):
