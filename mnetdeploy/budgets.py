@@ -40,7 +40,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mnetdeploy.config import _Strict
+from mnetdeploy.config import _Strict, refuse_duplicate_keys
 from mnetdeploy.errors import ConfigError
 
 # Decimal (SI) units are powers of 1000, binary (IEC) units powers of 1024. Unit names are case-sensitive
@@ -183,7 +183,7 @@ def parse_budgets(text: str, source: str = "budgets") -> Budgets:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with `rules:` and `regression:` "
                           f"(got {type(data).__name__})")
-    _refuse_duplicate_keys(root, source)
+    refuse_duplicate_keys(root, source)
     try:
         budgets = Budgets.model_validate(data)
     except ValidationError as e:
@@ -251,17 +251,3 @@ def _line_at(node: yaml.Node | None, loc: tuple) -> int | None:
         else:
             return line
     return line
-
-
-def _refuse_duplicate_keys(node: yaml.Node | None, source: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if key.value in seen:
-                raise ConfigError(f"{source}:{key.start_mark.line + 1}: duplicate key '{key.value}'; YAML would "
-                                  "silently keep only the last one: remove or merge it")
-            seen.add(key.value)
-            _refuse_duplicate_keys(value, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _refuse_duplicate_keys(item, source)

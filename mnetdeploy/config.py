@@ -193,6 +193,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"{path}{where}: malformed YAML: {problem}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys (got {type(data).__name__})")
+        refuse_duplicate_keys(yaml.compose(text), str(path))
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -254,3 +255,18 @@ def _line_of(text: str, loc: tuple) -> int | None:
         else:
             break
     return line
+
+
+def refuse_duplicate_keys(node: yaml.Node | None, source: str) -> None:
+    """Duplicate keys anywhere in a YAML document are an error (YAML itself keeps the last one silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                raise ConfigError(f"{source}:{key.start_mark.line + 1}: duplicate key '{key.value}'; YAML would "
+                                  "silently keep only the last one: remove or merge it")
+            seen.add(key.value)
+            refuse_duplicate_keys(value, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            refuse_duplicate_keys(item, source)

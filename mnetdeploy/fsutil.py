@@ -59,6 +59,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def is_temporary(path: Path) -> bool:
+    """A file this tool is writing (or was writing when it was killed): `.<stem>.<random>.tmp<suffix>`.
+    Never an artifact: listings skip every dot-file."""
+    return path.name.startswith(".") and ".tmp" in path.name
+
+
+def visible_files(directory: Path, suffixes: tuple[str, ...] | set[str]) -> list[Path]:
+    """The files of `directory` with one of `suffixes` (case-insensitive), sorted by name, without dot-files
+    (atomic-write temporaries, editor and OS files)."""
+    return sorted(p for p in Path(directory).iterdir()
+                  if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Delete temporaries a killed run left in `directory` (one mnetdeploy process per artifact directory at a
+    time); returns their names."""
+    removed = []
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and is_temporary(path):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -9,6 +9,7 @@ from typing import Any
 
 from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json
 from mnetdeploy.errors import UserError
+from mnetdeploy.fsutil import visible_files
 
 
 def describe(target: str | Path) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def describe(target: str | Path) -> dict[str, Any]:
     summary = read_json(directory / SUMMARY)
     summary["artifact_dir"] = str(directory)
     exports = [target] if target.suffix in EXPORT_SUFFIXES else (
-        sorted(p for p in directory.iterdir() if p.suffix in EXPORT_SUFFIXES) if target.is_dir() else [])
+        visible_files(directory, set(EXPORT_SUFFIXES)) if target.is_dir() else [])
     if exports:
         summary["execution"] = execution_of(exports)
     return summary

@@ -56,8 +56,9 @@ class _Context:
     artifact_dir: Path = Path()
 
     def models(self, suffixes: tuple[str, ...]) -> list[Path]:
-        return sorted(p for p in self.artifact_dir.iterdir()
-                      if p.is_file() and p.suffix in suffixes and not p.name.startswith("."))
+        from mnetdeploy.fsutil import visible_files
+
+        return visible_files(self.artifact_dir, set(suffixes))
 
 
 def run_pipeline(config: Config, force: bool = False, progress: Say | None = None) -> RunResult:

@@ -192,7 +192,8 @@ def prepare_point(job: dict) -> dict:
     built = build(config)
     q = config.quantize
     quantized = quantize(built.artifact_dir, QuantizeOptions(formats=tuple(q.formats), precisions=tuple(q.precisions),
-                                                             io=q.io, onnx_calib=q.onnx_calib),
+                                                             io=q.io, onnx_calib=q.onnx_calib,
+                                                             int8_graph=q.int8_graph),
                          calib_dir=q.calib, num_calib=q.num_calib, seed=q.seed)
     files = {a.precision: {"file": a.file, "bytes": a.bytes, "top1": None}
              for a in quantized.artifacts if a.format == "tflite" or "tflite" not in q.formats}

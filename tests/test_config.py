@@ -89,3 +89,14 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 def test_missing_file():
     assert "config file not found" in error_of(Path("no/such/file.yaml"))
+
+
+@pytest.mark.parametrize("text, line, key", [
+    ("model:\n  arch: v1\nquantize: {}\nmodel:\n  alpha: 0.5\n", 4, "model"),   # a second section drops the first
+    ("model:\n  arch: v1\n  alpha: 0.5\n  alpha: 0.75\n", 4, "alpha"),
+])
+def test_duplicate_keys_are_refused_with_their_line(tmp_path, text, line, key):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"dup.yaml:{line}: duplicate key '{key}'"):
+        load_config(path)

@@ -335,3 +335,25 @@ def test_pretrained_v1_int8_accuracy_within_target(tmp_path):
     assert ours["kernel"]["distance"] <= ours["kernel"]["limit"]
     defaults = check_emulated(directory / "model_int8.onnx", "int8", reference, check_images, session_config={})
     assert "int8 kernels on this CPU (x86_64 avx2)" in defaults.get("failed", ""), defaults
+
+
+# ------------------------------------------------------------------------------ interrupted runs (issue 15.2)
+
+def test_temporaries_of_a_killed_run_are_never_read_and_are_cleaned(model_dir):
+    """SIGKILL during an export leaves `.model_*.tmp.*` files (zero bytes): info, report and bench must not
+    list them, and the next quantize removes them."""
+    from mnetdeploy.bench import find_models
+
+    stale = [model_dir / ".model_fp32.k1ll3d.tmp.tflite", model_dir / ".model_int8.x9.tmp.onnx"]
+    for path in stale:
+        path.write_bytes(b"")
+    info = CliRunner().invoke(cli, ["info", str(model_dir), "--json"])
+    assert info.exit_code == 0, info.output
+    report = CliRunner().invoke(cli, ["report", str(model_dir)])
+    assert report.exit_code == 0, report.output
+    listed = {a["file"] for a in json.loads((model_dir / "report.json").read_text())["artifacts"]}
+    assert listed == {"model.keras"}
+    result = quantize_json(str(model_dir), "--formats", "tflite", "--precisions", "fp32")
+    assert not any(path.exists() for path in stale)
+    assert any("removed 2 temporary file(s)" in n and ".model_fp32.k1ll3d.tmp.tflite" in n for n in result["notes"])
+    assert [p.name for p in find_models([model_dir])] == ["model_fp32.tflite"]

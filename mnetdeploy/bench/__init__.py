@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from mnetdeploy.bench.schema import SCHEMA_VERSION, BenchResult, InputsInfo, LatencyStats
 from mnetdeploy.errors import UserError
+from mnetdeploy.fsutil import visible_files
 
 BENCH_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
 DEVICES = ("host", "android", "adb-linux", "ssh://")   # "ssh://" stands for ssh://[USER@]HOST[:PORT]
@@ -64,8 +65,7 @@ def find_models(targets: list[str | Path], runtime: str = "auto") -> list[Path]:
     for target in targets:
         path = Path(target)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in wanted
-                           and not p.name.startswith("."))  # skip atomic-write temporaries
+            found = visible_files(path, wanted)  # no atomic-write temporaries
             if not found:
                 kinds = " or ".join(sorted(wanted))
                 raise UserError(f"{path}: no {kinds} models in this directory; export the model first or "

@@ -396,6 +396,11 @@ def quantize(target: str | Path | None = None, options: QuantizeOptions | None =
         say("loading evaluation images")
         eval_set = load_eval_set(eval_data, resolution, calibration, int(summary.get("classes", 1000)))
 
+    from mnetdeploy.fsutil import remove_stale_temporaries
+
+    stale = remove_stale_temporaries(artifact_dir)
+    if stale:
+        notes.append(f"removed {len(stale)} temporary file(s) an interrupted run left behind: {', '.join(stale)}")
     models = _Models(artifact_dir, options, say)
     models.calibration = calibration
     try:

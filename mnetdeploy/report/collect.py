@@ -83,8 +83,10 @@ def _int8_graph_decision(directory: Path) -> dict[str, Any] | None:
 
 
 def _model_files(directory: Path) -> list[Path]:
+    from mnetdeploy.fsutil import visible_files
+
     order = {"keras": 0, "tflite": 1, "onnx": 2}
-    files = [p for p in directory.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES]
+    files = visible_files(directory, set(MODEL_SUFFIXES))
     return sorted(files, key=lambda p: (order[MODEL_SUFFIXES[p.suffix]], p.name))
 
 
