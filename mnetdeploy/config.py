@@ -26,12 +26,22 @@ MAX_RESOLUTION = 1024
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info) -> Any:
+        # pydantic would read `alpha: true` as 1.0; a boolean where a number or name belongs is a mistake.
+        if isinstance(value, bool):
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in getattr(annotation, "__args__", ()):
+                raise ValueError(f"expected a number or a name, not the boolean {str(value).lower()}")
+        return value
+
 
 class ModelConfig(_Strict):
     arch: Literal["v1", "v2", "v3-small", "v3-large"] = DEFAULT_ARCH
     alpha: float = Field(1.0, description="width multiplier")
     resolution: int = Field(224, description="input height and width in pixels")
-    classes: int = Field(1000, ge=1, le=100_000)
+    classes: int = Field(1000, ge=2, le=100_000, description="a classifier needs at least 2 classes")
     depth_multiplier: int = Field(1, ge=1, le=8, description="v1 only: depthwise channel multiplier")
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="None: the family's Keras default")
     weights: str | None = Field(None, description="None (initialise), 'imagenet', or a weights/model file")

@@ -20,7 +20,7 @@ import numpy as np
 from mnetdeploy.data import (files_hash, find_images, imagefolder_labels, load_images, match_csv_labels,
                              progress_bar, read_labels_csv)
 from mnetdeploy.errors import UserError
-from mnetdeploy.runtimes import Runner, model_format, open_runner
+from mnetdeploy.runtimes import Runner, check_threads, model_format, open_runner
 
 LABEL_OFFSETS = ("auto", "0", "1")
 LABELS_CSV_NAME = "labels.csv"
@@ -280,6 +280,7 @@ def evaluate(models: list[str | Path], data_dir: str | Path, *, labels: str | Pa
     first, flagged, when it is not one of `models`).
 
     The reference is `reference`, else the first model when several are given, else none."""
+    check_threads(threads)
     paths = [Path(m) for m in models]
     if not paths:
         raise UserError("eval: no model given; pass one or more .keras/.h5/.tflite/.onnx files")

@@ -221,3 +221,23 @@ def test_schema_refuses_other_versions():
 ])
 def test_precision_classification(activations, weights, expected):
     assert classify_precision(activations, weights) == expected
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["bench", "{model}", "--min-seconds", "nan"], "--min-seconds nan"),
+    (["bench", "{model}", "--min-seconds", "inf"], "--min-seconds inf"),
+    (["bench", "{model}", "--threads", "100000"], "--threads 100000"),
+    (["bench", "{model}", "--device", "android", "--min-seconds", "inf"], "--min-seconds inf"),
+    (["eval", "{model}", "--data", "{data}", "--threads", "0"], "--threads 0"),
+])
+def test_bad_option_values_are_blamed_on_the_option_not_the_model(tmp_path, args, flag):
+    """Issue 15.6: these used to run and then be reported as 'the runtime failed on this model'."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not read: the option is refused first")
+    data = tmp_path / "images"
+    data.mkdir()
+    result = CliRunner().invoke(cli, [a.format(model=model, data=data) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag}"), result.stderr
+    assert "model" not in lines[0].split(":", 2)[-1]

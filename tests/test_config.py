@@ -62,7 +62,7 @@ def test_unknown_top_level_key(tmp_path):
     ("model:\n  resolution: 100\n", "multiple of 32"),
     ("model:\n  arch: v4\n", "'v1', 'v2', 'v3-small' or 'v3-large'"),
     ("model:\n  arch: v2\n  depth_multiplier: 2\n", "depth_multiplier is a v1 option"),
-    ("model:\n  classes: 0\n", "greater than or equal to 1"),
+    ("model:\n  classes: 0\n", "greater than or equal to 2"),
     ("model:\n  arch: v1\n  weights: imagenet\n  resolution: 96\n", "resolutions [128, 160, 192, 224]"),
 ])
 def test_invalid_values_are_one_line_with_location(tmp_path, yaml_text, expected):
@@ -99,4 +99,16 @@ def test_duplicate_keys_are_refused_with_their_line(tmp_path, text, line, key):
     path = tmp_path / "dup.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"dup.yaml:{line}: duplicate key '{key}'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model:\n  alpha: true\n", "model.alpha"),          # would silently have been 1.0
+    ("model:\n  resolution: yes\n", "model.resolution"),
+    ("model:\n  classes: 1\n", "model.classes"),         # a classifier needs two classes
+])
+def test_booleans_and_one_class_are_refused(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"bad.yaml:2: {expected}"):
         load_config(path)

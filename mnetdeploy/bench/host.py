@@ -50,14 +50,15 @@ class HostSettings:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.threads < 1:
-            raise UserError(f"--threads {self.threads}: must be at least 1")
+        from mnetdeploy.runtimes import check_threads
+
+        check_threads(self.threads)
         if self.runs < 1:
             raise UserError(f"--runs {self.runs}: must be at least 1")
         if self.warmup < 0:
             raise UserError(f"--warmup {self.warmup}: must be 0 or more")
-        if self.min_seconds < 0:
-            raise UserError(f"--min-seconds {self.min_seconds}: must be 0 or more")
+        if not 0 <= self.min_seconds < float("inf"):  # also refuses nan
+            raise UserError(f"--min-seconds {self.min_seconds}: must be a finite number of seconds, 0 or more")
         if self.runtime not in ("auto", *RUNTIMES.values()):
             raise UserError(f"--runtime {self.runtime}: expected auto, litert or onnxruntime")
 

@@ -117,10 +117,13 @@ class DeviceSettings:
     run_timeout: float = 600.0                # seconds one benchmark run may take on the device
 
     def validate(self) -> None:
-        checks = [(self.threads >= 1, f"--threads {self.threads}: must be at least 1"),
-                  (self.runs >= 1, f"--runs {self.runs}: must be at least 1"),
+        from mnetdeploy.runtimes import check_threads
+
+        check_threads(self.threads)
+        checks = [(self.runs >= 1, f"--runs {self.runs}: must be at least 1"),
                   (self.warmup >= 0, f"--warmup {self.warmup}: must be 0 or more"),
-                  (self.min_seconds >= 0, f"--min-seconds {self.min_seconds}: must be 0 or more"),
+                  (0 <= self.min_seconds < float("inf"),
+                   f"--min-seconds {self.min_seconds}: must be a finite number of seconds, 0 or more"),
                   (self.trials >= 1, f"--trials {self.trials}: must be at least 1"),
                   (self.cool_timeout >= 0, f"--cool-timeout {self.cool_timeout}: must be 0 or more"),
                   (0 < self.max_temp < 150, f"--max-temp {self.max_temp}: expected degrees Celsius, e.g. 45"),

@@ -12,6 +12,15 @@ from mnetdeploy.errors import UserError
 from mnetdeploy.runtimes.base import Runner
 
 FORMATS = {".keras": "keras", ".h5": "keras", ".tflite": "tflite", ".onnx": "onnx"}
+# A sanity bound, not a tuning: no phone or board has more cores, and runtimes crash in native code (SIGSEGV
+# in XNNPACK's thread pool) on absurd counts, which would then read as "the model failed".
+MAX_THREADS = 256
+
+
+def check_threads(threads: int | None, flag: str = "--threads") -> None:
+    """One-line error for a thread count no runtime can use (None: the runtime chooses)."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"{flag} {threads}: must be between 1 and {MAX_THREADS}")
 
 
 def model_format(path: str | Path) -> str:
@@ -37,4 +46,4 @@ def open_runner(path: str | Path, threads: int | None = None, xnnpack: bool = Tr
     return KerasRunner(path)
 
 
-__all__ = ["Runner", "open_runner", "model_format", "FORMATS"]
+__all__ = ["Runner", "open_runner", "model_format", "check_threads", "FORMATS", "MAX_THREADS"]
