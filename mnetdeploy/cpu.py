@@ -37,7 +37,7 @@ class CpuFeatures:
 
     @property
     def x86(self) -> bool:
-        return self.arch.lower() in ("x86_64", "amd64")
+        return _is_x86(self.arch)
 
     def has(self, name: str) -> bool:
         return name in self.present
@@ -80,16 +80,13 @@ class CpuFeatures:
 def host_cpu() -> CpuFeatures:
     """This process's CPU (cached: it does not change while we run)."""
     arch = platform.machine() or "unknown"
-    if arch.lower() in ("x86_64", "amd64"):
+    if _is_x86(arch):
         try:
             return CpuFeatures(arch, "cpuid", tuple(f for f in X86_FEATURES if f in _x86_cpuid_features()))
         except (OSError, ValueError, AttributeError):
             pass  # no executable memory (hardened kernels): fall back to what the kernel says
     flags = _proc_cpuinfo_flags()
-    if flags is None:
-        return CpuFeatures(arch, "unknown", ())
-    names = X86_FEATURES if arch.lower() in ("x86_64", "amd64") else ARM_FEATURES
-    return CpuFeatures(arch, "/proc/cpuinfo", tuple(n for n in names if n in flags))
+    return CpuFeatures(arch, "unknown", ()) if flags is None else features_from_flags(arch, flags)
 
 
 def from_dict(record: dict[str, Any] | None) -> CpuFeatures | None:
@@ -102,8 +99,12 @@ def from_dict(record: dict[str, Any] | None) -> CpuFeatures | None:
 
 def features_from_flags(arch: str, flags: set[str]) -> CpuFeatures:
     """Features of another machine (a device) from its /proc/cpuinfo flags."""
-    names = X86_FEATURES if arch.lower() in ("x86_64", "amd64") else ARM_FEATURES
+    names = X86_FEATURES if _is_x86(arch) else ARM_FEATURES
     return CpuFeatures(arch, "/proc/cpuinfo", tuple(n for n in names if n in flags))
+
+
+def _is_x86(arch: str) -> bool:
+    return arch.lower() in ("x86_64", "amd64")
 
 
 def parse_cpuinfo_flags(text: str) -> set[str]:
@@ -184,5 +185,4 @@ def _x86_cpuid_features() -> set[str]:
             found = {name for name, (value, enabled) in bits.items() if value & 1 and enabled}
         return found
     finally:
-        del cpuid_fn, xgetbv_fn
-        memory.close()
+        memory.close()  # the two function pointers are not called after this

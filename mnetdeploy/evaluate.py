@@ -222,11 +222,10 @@ def eval_environment(runner: Runner) -> dict[str, Any]:
     cpu.py) and the runtime's settings."""
     import platform
 
-    from mnetdeploy.bench.environment import cpu_model
-    from mnetdeploy.cpu import host_cpu
+    from mnetdeploy.bench.environment import cpu_identity
 
-    return {"cpu_model": cpu_model(), "cpu_features": host_cpu().to_dict(), "hostname": platform.node(),
-            "runtime": runner.runtime, "runtime_settings": runner.settings()}
+    return {**cpu_identity(), "hostname": platform.node(), "runtime": runner.runtime,
+            "runtime_settings": runner.settings()}
 
 
 def _real_classes(outputs: np.ndarray, offset: int) -> np.ndarray:

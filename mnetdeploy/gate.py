@@ -477,7 +477,7 @@ def compare_latency(candidate: dict[str, Any], baseline: dict[str, Any], regress
                          blocks=regression.blocks)
     fail = ci.low > threshold and ci.ratio > threshold
     verdict = "fail" if fail else "pass" if ci.high <= threshold else "inconclusive"
-    mds = minimum_detectable_slowdown(ci, threshold)
+    mds = minimum_detectable_slowdown(ci.ratio, ci.low, threshold)
     margin = threshold - ci.low
     note = (f"interval [{ci.low:.3f}, {ci.high:.3f}] straddles the limit {threshold:.3f}: this data detects only "
             f"slowdowns above {100 * mds:.0f} % (max_slowdown {100 * regression.max_slowdown:.0f} %); re-measure "
@@ -603,11 +603,10 @@ def check_notes(result: GateResult) -> list[str]:
 
 def junit_xml(result: GateResult) -> bytes:
     """One <testcase> per check (classname = model name, name = "artifact device threads=N: budget")."""
-    n = result.counts()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     attrs = {"name": "mnetdeploy gate", "tests": str(len(result.checks)), "failures": str(len(result.failed)),
-             "errors": "0", "skipped": str(n["skip"] + n["inconclusive"] - _failed_inconclusive(result)),
-             "time": "0"}
+             "errors": "0", "skipped": str(sum(c.verdict in ("skip", "inconclusive") and c not in result.failed
+                                               for c in result.checks)), "time": "0"}
     suites = ET.Element("testsuites", attrs)
     suite = ET.SubElement(suites, "testsuite", dict(attrs, timestamp=stamp, hostname=platform.node()))
     props = ET.SubElement(suite, "properties")
@@ -646,10 +645,6 @@ def junit_xml(result: GateResult) -> bytes:
             ET.SubElement(case, "system-out").text = c.note
     ET.indent(suites)
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
-
-
-def _failed_inconclusive(result: GateResult) -> int:
-    return sum(c.verdict == "inconclusive" for c in result.failed)
 
 
 def _xml_number(value: Any) -> str:

@@ -42,6 +42,14 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_identity() -> dict[str, Any]:
+    """The CPU model and its int8-relevant instruction-set features (mnetdeploy/cpu.py): what int8 speed and
+    numerics depend on, recorded with every bench, eval, export check and int8 graph decision."""
+    from mnetdeploy.cpu import host_cpu
+
+    return {"cpu_model": cpu_model(), "cpu_features": host_cpu().to_dict()}
+
+
 def cpu_affinity() -> list[int] | None:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -84,11 +92,8 @@ def collect_environment(model: "ModelFacts", runtime: str, threads: int) -> dict
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    from mnetdeploy.cpu import host_cpu
-
     return {
-        "cpu_model": cpu_model(),
-        "cpu_features": host_cpu().to_dict(),   # what decides int8 speed and numerics (cpu.py)
+        **cpu_identity(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "threads": threads,

@@ -246,8 +246,7 @@ def _execution_info(runner) -> dict[str, Any]:
             return {"delegate": "unknown", "delegate_nodes": None, "nodes": None}
         delegated = sum(name == "DELEGATE" for name in nodes)
         return {"delegate": "xnnpack" if delegated else None, "delegate_nodes": delegated, "nodes": len(nodes)}
-    return {"providers": list(runner.session.get_providers()), "graph_optimization": "all",
-            "session_config": runner.session_config}
+    return {"providers": list(runner.session.get_providers()), **runner.settings()}
 
 
 def measure(request: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

@@ -33,11 +33,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mnetdeploy.bench.stats import t_quantile
+from mnetdeploy.bench.stats import minimum_detectable_slowdown, t_quantile
 
 MIN_ROUNDS = 3
 DEFAULT_MAX_ROUNDS = 20
-VERDICTS = ("pass", "fail", "inconclusive")
 
 
 @dataclass
@@ -88,7 +87,7 @@ class SequentialTest:
         if ci is None:
             return None
         ratio, low, _ = ci
-        return self.threshold * ratio / low - 1.0
+        return minimum_detectable_slowdown(ratio, low, self.threshold)
 
 
 @dataclass

@@ -135,13 +135,14 @@ def median_ratio_ci(a, b, confidence: float = 0.95, resamples: int = 2000, seed:
                    confidence=confidence, resamples=resamples, blocks=blocks)
 
 
-def minimum_detectable_slowdown(ci: RatioCI, threshold: float) -> float:
-    """The smallest true slowdown (a fraction: 0.25 = 25 % slower) this comparison would call a failure.
+def minimum_detectable_slowdown(ratio: float, low: float, threshold: float) -> float:
+    """The smallest true slowdown (a fraction: 0.25 = 25 % slower) a comparison with this ratio and interval
+    low end would call a failure.
 
     A true ratio R shows up as an interval whose low end sits about R * low / ratio (the interval's relative
     lower half-width comes from the noise of both samples, not from R); the rule fails only when that low
     end exceeds `threshold`, so R must exceed threshold * ratio / low."""
-    return threshold * ci.ratio / ci.low - 1.0
+    return threshold * ratio / low - 1.0
 
 
 # ----------------------------------------------------------------------- Student's t (no scipy dependency)

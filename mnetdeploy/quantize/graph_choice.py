@@ -30,10 +30,9 @@ TIE = 0.03        # candidates within 3 % of the fastest are tied
 
 def target_identity(threads: int = 1) -> dict[str, Any]:
     """What the decision depends on besides the model: the machine that timed it."""
-    from mnetdeploy.bench.environment import cpu_model
-    from mnetdeploy.cpu import host_cpu
+    from mnetdeploy.bench.environment import cpu_identity
 
-    return {"device": "host", "cpu_model": cpu_model(), "cpu_features": host_cpu().to_dict(), "threads": threads}
+    return {"device": "host", **cpu_identity(), "threads": threads}
 
 
 def time_interleaved(paths: dict[str, Path], threads: int = 1, rounds: int = ROUNDS,

@@ -146,12 +146,10 @@ class QuantizeResult:
 
 def checked_on() -> dict[str, Any]:
     """The machine the exports were checked on: int8 kernels (and so the checks' numbers) differ per CPU."""
-    from mnetdeploy.bench.environment import cpu_model
-    from mnetdeploy.cpu import host_cpu
+    from mnetdeploy.bench.environment import cpu_identity
     from mnetdeploy.runtimes.onnx import session_config
 
-    return {"cpu_model": cpu_model(), "cpu_features": host_cpu().to_dict(),
-            "onnxruntime_session_config": session_config()}
+    return {**cpu_identity(), "onnxruntime_session_config": session_config()}
 
 
 def default_target() -> Path:
@@ -478,7 +476,7 @@ def decide_int8_graph(models: _Models, options: QuantizeOptions, force: bool, sa
 
     inputs, key = step_inputs(models, "tflite", "int8", options)
     inputs = {**inputs, "target": target_identity()}
-    key = {**key, "target": {k: v for k, v in inputs["target"].items()}}
+    key = {**key, "target": inputs["target"]}
     inputs_hash = sha256_json(key)
     path = models.artifact_dir / INT8_GRAPH_DECISION
     if not force and step_is_fresh(models.artifact_dir, "decide:int8_graph", inputs_hash):
