@@ -9,18 +9,42 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mnetdeploy.arch.plan import TOTAL_STRIDE
 from mnetdeploy.arch.tables import FAMILIES
-from mnetdeploy.errors import ConfigError
+from mnetdeploy.errors import ConfigError, UserError
+
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_ARCH = "v2"  # documented default when neither a config nor --arch names one
 MIN_RESOLUTION = 32
 MAX_RESOLUTION = 1024
+
+# Value lists, declared once: every module that needs one imports it from here (as a tuple via get_args).
+Arch = Literal["v1", "v2", "v3-small", "v3-large"]
+Format = Literal["tflite", "onnx"]
+Precision = Literal["fp32", "fp16", "dynamic", "int8"]
+IoType = Literal["float", "int8", "uint8"]
+OnnxCalibration = Literal["minmax", "entropy", "percentile"]
+Int8Graph = Literal["auto", "integer-only", "float-islands", "cpu"]
+Rounding = Literal["nearest", "adaptive"]
+Runtime = Literal["auto", "litert", "onnxruntime"]
+FORMATS: tuple[str, ...] = get_args(Format)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+IO_TYPES: tuple[str, ...] = get_args(IoType)
+ONNX_CALIBRATIONS: tuple[str, ...] = get_args(OnnxCalibration)
+INT8_GRAPH_CHOICES: tuple[str, ...] = get_args(Int8Graph)
+ROUNDINGS: tuple[str, ...] = get_args(Rounding)
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+# A sanity bound, not a tuning: no phone or board has more cores, and runtimes crash in native code (SIGSEGV
+# in XNNPACK's thread pool) on absurd counts, which would then read as "the model failed".
+MAX_THREADS = 256
+MAX_SEED = 2**32 - 1   # numpy's seed range
+
 
 
 class _Strict(BaseModel):
@@ -38,15 +62,17 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    arch: Literal["v1", "v2", "v3-small", "v3-large"] = DEFAULT_ARCH
-    alpha: float = Field(1.0, description="width multiplier")
-    resolution: int = Field(224, description="input height and width in pixels")
-    classes: int = Field(1000, ge=2, le=100_000, description="a classifier needs at least 2 classes")
-    depth_multiplier: int = Field(1, ge=1, le=8, description="v1 only: depthwise channel multiplier")
-    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="None: the family's Keras default")
-    weights: str | None = Field(None, description="None (initialise), 'imagenet', or a weights/model file")
-    classifier_activation: Literal["softmax", "none"] = "softmax"
-    seed: int = Field(0, ge=0, description="seed of the weight initialisation")
+    arch: Arch = Field(DEFAULT_ARCH, description="Architecture (MobileNet v1, v2, v3-small, v3-large).")
+    alpha: float = Field(1.0, description="Width multiplier (e.g. 0.35, 0.5, 0.75, 1.0).")
+    resolution: int = Field(224, description="Input resolution in pixels, a multiple of 32 (e.g. 128, 224).")
+    classes: int = Field(1000, ge=2, le=100_000, description="Number of output classes (at least 2).")
+    depth_multiplier: int = Field(1, ge=1, le=8, description="v1 only: depthwise channel multiplier.")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="Dropout rate before the classifier "
+                                                                    "(default: the family's Keras default).")
+    weights: str | None = Field(None, description="'imagenet' (Keras cache) or a .h5/.weights.h5/.keras file, "
+                                                  "loaded by layer name (default: initialise).")
+    classifier_activation: Literal["softmax", "none"] = Field("softmax", description="Output activation.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the weight initialisation.")
 
     @field_validator("alpha")
     @classmethod
@@ -100,61 +126,185 @@ class ModelConfig(_Strict):
 
 
 class QuantizeConfig(_Strict):
-    """What `mnetdeploy run` exports and how it calibrates (see `mnetdeploy quantize --help`)."""
+    """What `quantize` exports and how it calibrates: the options of the quantize step, CLI and config alike."""
 
-    calib: str | None = Field(None, description="calibration image folder; None: calibration/default.yaml")
-    num_calib: int = Field(100, ge=1, le=100_000)
-    seed: int = Field(0, ge=0)
-    formats: list[Literal["tflite", "onnx"]] = Field(default_factory=lambda: ["tflite", "onnx"], min_length=1)
-    precisions: list[Literal["fp32", "fp16", "dynamic", "int8"]] = Field(
-        default_factory=lambda: ["fp32", "int8"], min_length=1)
-    io: Literal["float", "int8", "uint8"] = "int8"
-    onnx_calib: Literal["minmax", "entropy", "percentile"] = "minmax"
-    int8_graph: Literal["auto", "integer-only", "float-islands", "cpu"] = Field(
-        "auto", description="auto: the fastest checked candidate, timed on this machine; integer-only: for "
-                            "NPUs/DSPs; float-islands / cpu: fixed float-island rules (export/int8_graph.py)")
+    calib: str | None = Field(None, description="Folder of calibration images (searched recursively). Default: "
+                                                "calibration/default.yaml, else synthetic images with a warning.")
+    num_calib: int = Field(100, ge=1, le=100_000, description="Calibration images to use.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the calibration image choice.")
+    formats: list[Format] = Field(default_factory=lambda: ["tflite", "onnx"], min_length=1,
+                                  description="Formats to export, comma-separated: tflite, onnx.")
+    precisions: list[Precision] = Field(
+        default_factory=lambda: ["fp32", "int8"], min_length=1,
+        description="Comma-separated: fp32, fp16, dynamic, int8 (ONNX has no dynamic: skipped with a note).")
+    io: IoType = Field("int8", description="Input/output type of the int8 TFLite model.")
+    onnx_calib: OnnxCalibration = Field("minmax", description="ONNX Runtime activation calibration method.")
+    int8_graph: Int8Graph = Field(
+        "auto", description="int8 TFLite graph: auto times the candidates on this machine and keeps the fastest "
+                            "that passes its check; integer-only makes every op int8 (NPUs, DSPs, "
+                            "microcontrollers); float-islands keeps float only ops XNNPACK has no int8 kernel "
+                            "for; cpu also the stem and ops fed by them (rules measured on an AMX CPU).")
+    bias_correction: bool = Field(True, description="Correct each conv's bias for the mean shift its int8 "
+                                                    "weights cause.")
+    rounding: Rounding = Field("nearest", description="int8 weight rounding: to nearest, or data-aware (slower; "
+                                                      "see quantize/rounding.py).")
+    keep_float: list[str] = Field(default_factory=list, description="Keras layers to keep in float in the int8 "
+                                                                     "models.")
+    analyze: bool = Field(False, description="Write a per-layer int8 error table (quant_analysis.json).")
+    max_drop: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                   description="Keep the most harmful layers in float until the top-1 drop on "
+                                               "eval_data is within this many points.")
+    eval_data: str | None = Field(None, description="Labelled images for max_drop (calibration images excluded).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "QuantizeConfig":
+        if self.max_drop is not None and self.eval_data is None:
+            raise ValueError("max_drop needs eval_data: the drop is measured on labelled images")
+        if self.keep_float and "int8" not in self.precisions:
+            raise ValueError("keep_float applies to int8 models; add int8 to precisions")
+        return self
+
+    def int8_settings(self, fmt: str) -> dict[str, Any]:
+        """The settings an int8 export of `fmt` depends on (part of its cache key)."""
+        settings: dict[str, Any] = {"bias_correction": self.bias_correction, "rounding": self.rounding,
+                                    "keep_float": sorted(self.keep_float)}
+        if fmt == "tflite":
+            settings["io"] = self.io
+            settings["int8_graph"] = self.int8_graph
+        else:
+            settings["calibration_method"] = self.onnx_calib
+        return settings
 
 
 class EvalConfig(_Strict):
-    """Accuracy measurement; skipped when `data` is None or the folder is absent."""
+    """Accuracy measurement; `run` fails when `data` names a folder that is absent."""
 
-    data: str | None = Field(None, description="labelled image folder (ImageFolder or with labels.csv)")
-    labels: str | None = None
-    label_offset: Literal["auto", "0", "1"] = "auto"
-    skip_first: int = Field(0, ge=0, description="skip the first N images by name (e.g. the calibration ones)")
-    limit: int | None = Field(None, ge=1)
+    data: str | None = Field(None, description="Image folder: class subfolders (ImageFolder) or images with a "
+                                               "labels.csv.")
+    labels: str | None = Field(None, description="Labels CSV (default: DATA/labels.csv if present).")
+    label_offset: Literal["auto", "0", "1"] = Field(
+        "auto", description="1: output index 0 is 'background' (1001 classes). auto: from the model's output width.")
+    skip_first: int = Field(0, ge=0, description="Skip the first N images by name (e.g. the ones used to "
+                                                 "calibrate).")
+    limit: int | None = Field(None, ge=1, description="Evaluate at most N images (after skip_first), sorted by "
+                                                      "name.")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads for TFLite/ONNX "
+                                                                         "(default: the runtime's choice).")
 
 
-class BenchConfig(_Strict):
-    devices: list[str] = Field(default_factory=lambda: ["host"], min_length=1)
-    threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    warmup: int = Field(10, ge=0)
-    runs: int = Field(50, ge=1)
-    min_seconds: float = Field(1.0, ge=0)
-    inputs: str | None = Field(None, description="image folder to time real inputs; None: seeded random")
+class HostSettings(_Strict):
+    """One benchmark run on this machine: the `bench` keys shared by every device."""
 
-    @field_validator("threads")
-    @classmethod
-    def _threads(cls, v: list[int]) -> list[int]:
-        if any(t < 1 for t in v):
-            raise ValueError(f"threads must be >= 1 (got {v})")
-        return v
+    runtime: Runtime = Field("auto", description="auto: .tflite on LiteRT, .onnx on ONNX Runtime. Naming one "
+                                                 "keeps only its models in directories.")
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="Threads given to the runtime (LiteRT/XNNPACK "
+                                                              "num_threads, ORT intra-op threads).")
+    warmup: int = Field(10, ge=0, le=1_000_000, description="Unmeasured runs after the first inference.")
+    runs: int = Field(50, ge=1, le=10_000_000, description="At least this many measured runs ...")
+    min_seconds: float = Field(1.0, ge=0, allow_inf_nan=False,
+                               description="... and at least this long: runs stop at whichever comes later.")
+    xnnpack: bool = Field(True, description="LiteRT: the XNNPACK delegate (off: plain builtin kernels).")
+    inputs: str | None = Field(None, description="Folder of images to cycle through (first 50 by name; default: "
+                                                 "seeded random inputs).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the random inputs.")
+
+
+class DeviceSettings(HostSettings):
+    """One benchmark run on a device: the host settings plus how to reach it and keep its timings honest."""
+
+    # how to reach the device
+    adb: str | None = Field(None, description="Device: the adb client (default $ADB, else adb on PATH).")
+    serial: str | None = Field(None, description="Device: adb serial (default: the serial in the device name, "
+                                                 "then $ANDROID_SERIAL, else the only one).")
+    adb_server: str | None = Field(None, description="Device: a (remote) adb server HOST:PORT, as adb -H HOST "
+                                                     "-P PORT (default: $ANDROID_ADB_SERVER_PORT).")
+    ssh_options: list[str] = Field(default_factory=list, description="Device: passed to ssh as -o KEY=VALUE, "
+                                                                     "e.g. IdentityFile=~/.ssh/board.")
+    # what runs there
+    benchmark_binary: str | None = Field(None, description="Device: LiteRT's benchmark_model built for it (e.g. "
+                                                           "android_aarch64_benchmark_model).")
+    use_gpu: bool = Field(False, description="Device: benchmark_model --use_gpu=true.")
+    use_nnapi: bool = Field(False, description="Device: benchmark_model --use_nnapi=true.")
+    # hygiene
+    cpu_mask: str | None = Field(None, description="Device: taskset mask HEX, or none (default: the big cores).")
+    max_temp: float = Field(45.0, gt=0, lt=150, description="Device: wait before each trial until the CPU "
+                                                            "thermal zones are at most this many degrees C ...")
+    cool_timeout: float = Field(120.0, ge=0, allow_inf_nan=False,
+                                description="... for at most this many seconds (a device still hot is a warning "
+                                            "in the result).")
+    trials: int = Field(1, ge=1, le=1000, description="Device: repeat the benchmark K times (each after "
+                                                      "cool-down); K trial medians form samples_ms.")
+    keep: bool = Field(False, description="Device: keep the model on the device (the tool stays cached anyway).")
+    run_timeout: float = Field(600.0, gt=0, allow_inf_nan=False,
+                               description="Device: seconds one benchmark run may take before it counts as hung.")
+
+    def check_for_device(self) -> None:
+        if self.inputs:
+            raise UserError("inputs: device benchmarks feed seeded random inputs (benchmark_model and the board "
+                            "runner generate their own); drop inputs, or bench images on the host")
+
+
+HOST_FIELDS = tuple(HostSettings.model_fields)
+DEVICE_ONLY_FIELDS = tuple(f for f in DeviceSettings.model_fields if f not in HostSettings.model_fields)
+
+
+class BenchConfig(DeviceSettings):
+    """What `run` and `sweep` benchmark: every device x thread count, each run with these settings."""
+
+    devices: list[str] = Field(default_factory=lambda: ["host"], min_length=1,
+                               description="host, android[:SERIAL], adb-linux[:SERIAL] or ssh://[USER@]HOST[:PORT].")
+    threads: list[Annotated[int, Field(ge=1, le=MAX_THREADS)]] = Field(  # type: ignore[assignment]
+        default_factory=lambda: [1], min_length=1, description="Thread counts to benchmark.")
+
+    def settings(self, device: str, threads: int) -> HostSettings | DeviceSettings:
+        """The settings of one run: the step options every caller (bench, run, sweep) builds the same way."""
+        data = self.model_dump(exclude={"devices", "threads"})
+        if device == "host":
+            return HostSettings(threads=threads, **{k: v for k, v in data.items() if k in HOST_FIELDS})
+        return DeviceSettings(threads=threads, **data)
+
+    def device_settings_given(self) -> list[str]:
+        """Device-only settings that differ from their defaults (an error when only the host is benchmarked)."""
+        return [f for f in DEVICE_ONLY_FIELDS if getattr(self, f) != DeviceSettings.model_fields[f].get_default(
+            call_default_factory=True)]
 
 
 class GateConfig(_Strict):
-    budgets: str | None = Field(None, description="budgets YAML; None: no gate")
-    baseline: str | None = Field(None, description="baseline report.json for the regression check")
-    junit: str | None = Field(None, description="write JUnit XML here")
+    budgets: str | None = Field(None, description="Budgets YAML (see configs/budgets.yaml); None: no gate.")
+    baseline: str | None = Field(None, description="Baseline report.json for the regression check.")
+    junit: str | None = Field(None, description="Write JUnit XML here, one test case per check.")
+
+
+class SweepConfig(_Strict):
+    """The grid `sweep` measures: every alpha x resolution (x quantize.precisions x bench.threads x bench.devices)."""
+
+    alphas: list[Annotated[float, Field(gt=0, le=4)]] = Field(
+        default_factory=lambda: [0.35, 0.5, 0.75, 1.0], min_length=1, description="Widths (alpha) to build.")
+    resolutions: list[int] = Field(default_factory=lambda: [96, 128, 160, 192, 224], min_length=1,
+                                   description="Resolutions to build (multiples of 32).")
+    formats: list[Format] = Field(default_factory=lambda: ["tflite"], min_length=1,
+                                  description="What each point exports and benchmarks (the table has one row per "
+                                              "precision; quantize.formats is run's).")
+    out: str | None = Field(None, description="Sweep folder: sweep.json/.md/.html and models/ (default "
+                                              "sweeps/<arch>).")
+    jobs: int = Field(1, ge=1, le=256, description="Build/quantize this many points in parallel (spawned "
+                                                   "processes).")
+    max_points: int | None = Field(None, ge=0, description="Stop after N new points (rerun to resume).")
+    budget_latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max p50 (ms).")
+    budget_size_kb: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max model file size (KB).")
+    min_top1: float | None = Field(None, ge=0, le=100, description="Min top-1 (%).")
 
 
 class Config(_Strict):
-    name: str | None = Field(None, description="artifact directory name; default from arch, alpha, resolution")
-    output: str = Field("artifacts", description="parent folder of artifact directories")
+    name: str | None = Field(None, description="Artifact directory name (default from arch, alpha and "
+                                               "resolution).")
+    output: str = Field("artifacts", description="Parent folder of artifact directories.")
     model: ModelConfig = Field(default_factory=ModelConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @field_validator("name")
     @classmethod
@@ -183,8 +333,10 @@ CLI_KEYS = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read `path` (if any), apply `overrides` (dotted keys, None values ignored), validate."""
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                flags: dict[str, str] | None = None) -> Config:
+    """Read `path` (if any), apply `overrides` (dotted keys, None values ignored), validate. `flags` maps
+    dotted keys to the command-line flags that set them, so an error names the flag the user typed."""
     data: dict[str, Any] = {}
     source = "defaults"
     text = None
@@ -215,31 +367,46 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_one_line(e, source, text)) from None
+        raise ConfigError(one_line_error(e, source, text, flags=flags)) from None
 
 
-def _one_line(error: ValidationError, source: str, text: str | None) -> str:
+def validated(model: type[M], values: dict[str, Any], source: str = "settings") -> M:
+    """`model` from plain values (library callers), with a one-line ConfigError naming the parameter."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(one_line_error(e, source, None, root=model)) from None
+
+
+def one_line_error(error: ValidationError, source: str, text: str | None, root: type[BaseModel] | None = None,
+                   flags: dict[str, str] | None = None) -> str:
+    """The first validation error as one line: where (file:line, or the command-line flag) and what."""
     err = error.errors()[0]
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc)
     line = _line_of(text, err["loc"]) if text else None
     where = f"{source}:{line}" if line else source
+    flag = (flags or {}).get(key) or (flags or {}).get(".".join(loc[:-1]))  # a list item's loc ends in its index
+    given = err.get("input")
+    shown = ",".join(map(str, given)) if isinstance(given, list) else given
+    if flag:  # a value given on the command line: name the flag and the value typed, not the config key
+        where, key = (f"{flag} {shown}" if isinstance(shown, (str, int, float)) else flag), ""
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     if err["type"] == "extra_forbidden":
-        model = _schema_at(loc[:-1])
+        model = _schema_at(loc[:-1], root or Config)
         options = sorted(model.model_fields) if model else []
         guess = difflib.get_close_matches(loc[-1], options, n=1)
         hint = f"; did you mean '{guess[0]}'?" if guess else f"; known keys: {', '.join(options)}"
         return f"{where}: unknown key '{key}'{hint}{more}"
     msg = err["msg"]
     msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
-    if err["type"] == "literal_error":
-        msg = f"{msg} (got {err['input']!r})"
-    return f"{where}: {key or 'model'}: {msg}{more}"
+    if not flag and isinstance(given, (str, int, float)) and "got" not in msg:
+        msg = f"{msg} (got {given!r})"
+    return f"{where}: {key + ': ' if key else ''}{msg}{more}"
 
 
-def _schema_at(loc: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Config
+def _schema_at(loc: list[str], root: type[BaseModel]) -> type[BaseModel] | None:
+    model: type[BaseModel] = root
     for part in loc:
         field = model.model_fields.get(part)
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):

@@ -87,13 +87,9 @@ def _build(ctx: _Context) -> StepOutcome:
 
 
 def _quantize(ctx: _Context) -> StepOutcome:
-    from mnetdeploy.quantize.pipeline import QuantizeOptions, quantize
+    from mnetdeploy.quantize import quantize
 
-    q = ctx.config.quantize
-    options = QuantizeOptions(formats=tuple(q.formats), precisions=tuple(q.precisions), io=q.io,
-                              onnx_calib=q.onnx_calib, int8_graph=q.int8_graph)
-    result = quantize(ctx.artifact_dir, options, calib_dir=q.calib, num_calib=q.num_calib, seed=q.seed,
-                      force=ctx.force, progress=ctx.say)
+    result = quantize(ctx.artifact_dir, ctx.config.quantize, force=ctx.force, progress=ctx.say)
     files = ", ".join(a.file for a in result.artifacts)
     return StepOutcome("quantize", "reused" if result.reused else "ran", 0, files,
                        {"warnings": result.warnings})
@@ -144,8 +140,7 @@ def _bench(ctx: _Context) -> StepOutcome:
         for threads in b.threads:
             for model in models:
                 ctx.say(f"bench {model.name} on {device}, {threads} thread(s)")
-                results.append(run_benchmark(model, device=device, threads=threads, warmup=b.warmup,
-                                             runs=b.runs, min_seconds=b.min_seconds, inputs=b.inputs))
+                results.append(run_benchmark(model, device=device, settings=b.settings(device, threads)))
     store_results("bench", [r.to_dict() for r in results])
     _record(ctx, "bench", inputs, ["results/bench.json"])
     fastest = min(results, key=lambda r: r.latency_ms.p50)

@@ -116,29 +116,29 @@ class SweepOptions:
     max_points: int | None = None          # stop after preparing/measuring this many new points (then resume)
 
 
-def parse_list(text: str, kind: type, flag: str) -> tuple:
-    """"0.35,0.5" -> (0.35, 0.5); one-line UserError naming the flag otherwise."""
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise UserError(f"sweep {flag}: empty; pass a comma-separated list")
-    try:
-        values = tuple(kind(t) for t in items)
-    except ValueError:
-        raise UserError(f"sweep {flag} {text}: not a list of {kind.__name__}s; e.g. {flag} "
-                        f"{'0.35,0.5' if kind is float else '96,128'}") from None
+def sweep_plan(config: Config) -> tuple[Grid, SweepOptions]:
+    """The grid and options a config describes (its `sweep` section plus model.arch, quantize.precisions,
+    bench.threads and bench.devices): the one place `mnetdeploy sweep` and Python callers get them from."""
+    sw = config.sweep
+    grid = Grid(config.model.arch, _unique(sw.alphas), _unique(sw.resolutions),
+                _unique(config.quantize.precisions), _unique(config.bench.threads), _unique(config.bench.devices))
+    options = SweepOptions(out=sw.out or str(Path("sweeps") / grid.arch), jobs=sw.jobs, max_points=sw.max_points,
+                           budgets=Budgets(sw.budget_latency_ms, sw.budget_size_kb, sw.min_top1),
+                           formats=tuple(sw.formats))
+    return grid, options
+
+
+def _unique(values: list) -> tuple:
     return tuple(dict.fromkeys(values))  # repeated values would only measure the same thing twice
 
 
 def point_configs(base: Config, grid: Grid, out: Path, formats: tuple[str, ...]) -> list[Config]:
     """One validated Config per (alpha, resolution); a bad grid value fails here, before anything runs."""
-    from mnetdeploy.bench import check_device
-    from mnetdeploy.export import PRECISIONS
+    from pydantic import ValidationError
 
-    bad = [p for p in grid.precisions if p not in PRECISIONS]
-    if bad:
-        raise UserError(f"sweep --precisions: unknown {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
-    if any(t < 1 for t in grid.threads):
-        raise UserError(f"sweep --threads {','.join(map(str, grid.threads))}: each must be at least 1")
+    from mnetdeploy.bench import check_device
+    from mnetdeploy.config import one_line_error
+
     for device in grid.devices:
         check_device(device)
     configs = []
@@ -152,14 +152,9 @@ def point_configs(base: Config, grid: Grid, out: Path, formats: tuple[str, ...])
             data["bench"].update(threads=list(grid.threads), devices=list(grid.devices))
             try:
                 configs.append(Config.model_validate(data))
-            except Exception as e:  # pydantic: reuse the config module's one-line wording
-                from pydantic import ValidationError
-
-                from mnetdeploy.config import _one_line
-                if isinstance(e, ValidationError):
-                    raise ConfigError(f"sweep --alpha {alpha:g} --res {res}: "
-                                      f"{_one_line(e, 'grid', None).split(': ', 1)[1]}") from None
-                raise
+            except ValidationError as e:
+                raise ConfigError(f"sweep point alpha {alpha:g}, resolution {res}: "
+                                  f"{one_line_error(e, 'grid', None).split(': ', 1)[1]}") from None
     return configs
 
 
@@ -185,16 +180,13 @@ def prepare_point(job: dict) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from mnetdeploy.build import build
-    from mnetdeploy.quantize.pipeline import QuantizeOptions, quantize
+    from mnetdeploy.quantize import quantize
 
     start = time.perf_counter()
     config = Config.model_validate(job["config"])
     built = build(config)
     q = config.quantize
-    quantized = quantize(built.artifact_dir, QuantizeOptions(formats=tuple(q.formats), precisions=tuple(q.precisions),
-                                                             io=q.io, onnx_calib=q.onnx_calib,
-                                                             int8_graph=q.int8_graph),
-                         calib_dir=q.calib, num_calib=q.num_calib, seed=q.seed)
+    quantized = quantize(built.artifact_dir, q)
     files = {a.precision: {"file": a.file, "bytes": a.bytes, "top1": None}
              for a in quantized.artifacts if a.format == "tflite" or "tflite" not in q.formats}
     if job.get("evaluate"):
@@ -270,11 +262,6 @@ class DeviceLocks:
             return self._locks.setdefault(device, threading.Lock())
 
 
-def _bench_settings(config: Config) -> dict[str, Any]:
-    b = config.bench
-    return {"warmup": b.warmup, "runs": b.runs, "min_seconds": b.min_seconds, "inputs": b.inputs}
-
-
 def measure_point(point: dict, grid: Grid, config: Config, device: str, locks: DeviceLocks) -> list[dict]:
     from mnetdeploy.bench import run_benchmark
     from mnetdeploy.results import store_results
@@ -284,7 +271,7 @@ def measure_point(point: dict, grid: Grid, config: Config, device: str, locks: D
         model = Path(point["artifact_dir"]) / point["files"][precision]["file"]
         for threads in grid.threads:
             with locks(device):
-                result = run_benchmark(model, device=device, threads=threads, **_bench_settings(config))
+                result = run_benchmark(model, device=device, settings=config.bench.settings(device, threads))
             store_results("bench", [result.to_dict()])  # the point's own report sees it too
             rows.append({"precision": precision, "threads": threads, "device": device,
                          "p50_ms": result.latency_ms.p50, "p90_ms": result.latency_ms.p90, "measured_at": _now()})

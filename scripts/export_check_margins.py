@@ -57,7 +57,7 @@ def native(args) -> list[dict]:
         directory = build(cfg).artifact_dir
         # The pretrained model calibrates on the first 100 shared images; its checks use others.
         calib = IMAGES if weights else args.calib
-        result = quantize(directory, calib_dir=calib, num_calib=args.num_calib)
+        result = quantize(directory, calib=str(calib) if calib else None, num_calib=args.num_calib)
         row = {"model": directory.name + ("-pretrained" if weights else ""), "native": {}}
         for a in result.artifacts:
             row["native"][a.file] = a.check

@@ -41,13 +41,14 @@ RUNTIME = {".tflite": "litert", ".onnx": "onnxruntime"}
 def build_family(root: Path, arch: str, resolution: int) -> tuple[Path, int]:
     from mnetdeploy.build import build
     from mnetdeploy.config import load_config
-    from mnetdeploy.quantize.pipeline import QuantizeOptions, quantize
+    from mnetdeploy.config import QuantizeConfig
+    from mnetdeploy.quantize import quantize
 
     cfg = load_config(overrides={"model.arch": arch, "model.alpha": 1.0, "model.resolution": resolution,
                                  "output": str(root)})
     result = build(cfg)
-    quantize(result.artifact_dir, QuantizeOptions(formats=("tflite", "onnx"), precisions=("fp32", "int8")),
-             num_calib=16)
+    quantize(result.artifact_dir, QuantizeConfig(formats=["tflite", "onnx"], precisions=["fp32", "int8"],
+                                                 num_calib=16))
     return result.artifact_dir, int(result.summary["macs"])
 
 

@@ -90,7 +90,8 @@ def accuracy_table(work: Path) -> dict:
     from mnetdeploy.config import load_config
     from mnetdeploy.data import find_images, load_images, read_labels_csv
     from mnetdeploy.export.tflite import calibrate, quantize_calibrated
-    from mnetdeploy.quantize import QuantizeOptions, quantize
+    from mnetdeploy.config import QuantizeConfig
+    from mnetdeploy.quantize import quantize
     from mnetdeploy.quantize.analysis import analyze_tflite
     from mnetdeploy.quantize.fold import fold_batchnorm
     from mnetdeploy.quantize.pipeline import onnx_keep_float, tflite_keep_float
@@ -171,7 +172,7 @@ def accuracy_table(work: Path) -> dict:
     for p in paths[:CALIBRATION_IMAGES]:
         (calib_dir / p.name).symlink_to(p)
     start = time.perf_counter()
-    result = quantize(directory, QuantizeOptions(), calib_dir=calib_dir, num_calib=CALIBRATION_IMAGES, force=True)
+    result = quantize(directory, QuantizeConfig(calib=str(calib_dir), num_calib=CALIBRATION_IMAGES), force=True)
     table["tool_seconds"] = round(time.perf_counter() - start, 1)
     table["tool"] = {}
     for name in ("model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx", "model_int8.onnx"):
@@ -187,13 +188,14 @@ def timing_v2(work: Path) -> dict:
     """Wall time of `quantize()` (defaults: fp32+int8, TFLite+ONNX) on a random-init v2 1.0/224."""
     from mnetdeploy.build import build
     from mnetdeploy.config import load_config
-    from mnetdeploy.quantize import QuantizeOptions, quantize
+    from mnetdeploy.config import QuantizeConfig
+    from mnetdeploy.quantize import quantize
 
     directory = build(load_config(overrides={"output": str(work / "timing")})).artifact_dir
     out = {}
     for rounding in ("nearest", "adaptive"):
         start = time.perf_counter()
-        result = quantize(directory, QuantizeOptions(rounding=rounding), force=True)
+        result = quantize(directory, QuantizeConfig(rounding=rounding), force=True)
         out[rounding] = {"seconds": round(time.perf_counter() - start, 1),
                          "per_artifact": {a.file: a.seconds for a in result.artifacts},
                          "calibration": result.calibration["source"] if result.calibration else None}

@@ -200,7 +200,7 @@ def test_usage_errors(models, tmp_path):
     one_line_error(bench(str(tmp_path / "missing.tflite")), "no such model")
     with pytest.raises(UserError, match="--device ssh://pi"):
         run_benchmark(models / "model_fp32.tflite", device="ssh://pi:99999")  # refused before any connection
-    with pytest.raises(TypeError, match="warmups"):
+    with pytest.raises(UserError, match="unknown key 'warmups'; did you mean 'warmup'"):
         run_benchmark(models / "model_fp32.tflite", warmups=3)
     assert find_models([models], "onnxruntime") == [models / "model_fp32.onnx"]
 

@@ -24,7 +24,8 @@ FAMILIES = (("v1", 0.25), ("v2", 0.35), ("v3-small", 0.75), ("v3-large", 0.75))
 def exported(tmp_path_factory) -> dict[str, Path]:
     from mnetdeploy.build import build
     from mnetdeploy.config import load_config
-    from mnetdeploy.quantize.pipeline import QuantizeOptions, quantize
+    from mnetdeploy.config import QuantizeConfig
+    from mnetdeploy.quantize import quantize
 
     root = tmp_path_factory.mktemp("delegation")
     out = {}
@@ -33,8 +34,7 @@ def exported(tmp_path_factory) -> dict[str, Path]:
                                      "model.classes": 100, "output": str(root)})
         directory = build(cfg).artifact_dir
         # Synthetic calibration images (no data folder given): delegation does not depend on the values.
-        quantize(directory, QuantizeOptions(formats=("tflite", "onnx"), precisions=("fp32", "int8")),
-                 num_calib=4)
+        quantize(directory, QuantizeConfig(formats=["tflite", "onnx"], precisions=["fp32", "int8"], num_calib=4))
         out[arch] = directory
     return out
 

@@ -105,15 +105,19 @@ def test_cpu_graph_is_closer_to_float(model_and_calibration, tmp_path):
 
 
 def test_unknown_graph_is_refused(model_and_calibration):
-    from mnetdeploy.errors import UserError
-    from mnetdeploy.quantize.pipeline import QuantizeOptions
+    from pydantic import ValidationError
+
+    from mnetdeploy.config import QuantizeConfig, load_config
+    from mnetdeploy.errors import ConfigError
 
     _, _, calibrated = model_and_calibration
     with pytest.raises(ValueError, match="int8 graph must be one of"):
         float_ops(calibrated, "gpu")
-    with pytest.raises(UserError, match="--int8-graph: must be one of auto, integer-only, float-islands, cpu"):
-        QuantizeOptions(int8_graph="npu").check()
-    assert QuantizeOptions(int8_graph="integer-only").int8_settings("tflite")["int8_graph"] == "integer-only"
+    with pytest.raises(ValidationError):
+        QuantizeConfig(int8_graph="npu")
+    with pytest.raises(ConfigError, match="--int8-graph: Input should be 'auto', 'integer-only', 'float-islands' or 'cpu'"):
+        load_config(None, {"quantize.int8_graph": "npu"}, {"quantize.int8_graph": "--int8-graph"})
+    assert QuantizeConfig(int8_graph="integer-only").int8_settings("tflite")["int8_graph"] == "integer-only"
 
 
 def test_float_islands_keep_only_ops_without_an_int8_kernel(model_and_calibration):

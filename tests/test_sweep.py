@@ -92,10 +92,10 @@ def test_device_locks_are_per_device():
     assert locks("host") is locks("host") and locks("host") is not locks("android:1")
 
 
-@pytest.mark.parametrize("args, needle", [(["--alpha", "0"], "model.alpha: must be > 0"),
+@pytest.mark.parametrize("args, needle", [(["--alpha", "0"], "--alpha 0: Input should be greater than 0"),
                                           (["--res", "100"], "multiple of 32"),
-                                          (["--precisions", "fp8"], "unknown 'fp8'"),
-                                          (["--alpha", "a,b"], "not a list of floats")])
+                                          (["--precisions", "fp8"], "--precisions fp8: Input should be 'fp32'"),
+                                          (["--alpha", "0.5,b"], "--alpha b: Input should be a valid number")])
 def test_bad_grid_is_one_line_exit_2(tmp_path, args, needle):
     result = CliRunner().invoke(cli, ["sweep", "--out", str(tmp_path), *args])
     assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1

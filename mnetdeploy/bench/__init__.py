@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mnetdeploy.bench.schema import SCHEMA_VERSION, BenchResult, InputsInfo, LatencyStats
 from mnetdeploy.errors import UserError
 from mnetdeploy.fsutil import visible_files
+
+if TYPE_CHECKING:
+    from mnetdeploy.config import HostSettings
 
 BENCH_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
 DEVICES = ("host", "android", "adb-linux", "ssh://")   # "ssh://" stands for ssh://[USER@]HOST[:PORT]
@@ -34,27 +37,31 @@ def check_device(device: str) -> None:
 
 
 def run_benchmark(model_path: str | Path, device: str = "host",
-                  progress: Callable[[dict[str, Any]], None] | None = None, **settings) -> BenchResult:
-    """Benchmark one model on `device`. Settings: runtime, threads, warmup, runs, min_seconds, xnnpack,
-    inputs, seed (see `mnetdeploy bench --help`); devices also take the `DeviceSettings` fields (adb, serial,
-    benchmark_binary, trials, ...: mnetdeploy/devices/__init__.py). `progress` receives phase/progress events."""
-    if device == "host":
+                  progress: Callable[[dict[str, Any]], None] | None = None,
+                  settings: HostSettings | None = None, **values: Any) -> BenchResult:
+    """Benchmark one model on `device` with `settings`, or with settings made from `values` (runtime, threads,
+    warmup, runs, min_seconds, xnnpack, inputs, seed; devices also take the `DeviceSettings` fields: adb,
+    serial, benchmark_binary, trials, ...; all declared in mnetdeploy/config.py). `progress` receives
+    phase/progress events."""
+    from mnetdeploy.config import DeviceSettings, HostSettings, validated
+
+    on_host = device == "host"
+    if settings is None:
+        settings = validated(HostSettings if on_host else DeviceSettings, values, "run_benchmark")
+    elif values:
+        raise TypeError("run_benchmark: pass settings or values, not both")
+    if on_host:
         # Imported here, not at the top: `python -m mnetdeploy.bench.host` (the measuring child) would
         # otherwise find the module already imported by this package and warn.
-        from mnetdeploy.bench.host import HostSettings, benchmark_on_host
+        from mnetdeploy.bench.host import benchmark_on_host
 
-        unknown = set(settings) - set(HostSettings.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"run_benchmark: unknown setting(s) {', '.join(sorted(unknown))}")
-        return benchmark_on_host(model_path, HostSettings(**settings), progress)
+        return benchmark_on_host(model_path, settings, progress)
     check_device(device)
-    from mnetdeploy.devices import DeviceSettings
     from mnetdeploy.devices.android import benchmark_on_device
 
-    unknown = set(settings) - set(DeviceSettings.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"run_benchmark: unknown setting(s) {', '.join(sorted(unknown))}")
-    return benchmark_on_device(model_path, device, DeviceSettings(**settings), progress)
+    if not isinstance(settings, DeviceSettings):
+        settings = DeviceSettings(**settings.model_dump())
+    return benchmark_on_device(model_path, device, settings, progress)
 
 
 def find_models(targets: list[str | Path], runtime: str = "auto") -> list[Path]:

@@ -24,11 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mnetdeploy.errors import UserError
+
+if TYPE_CHECKING:  # the measuring child runs this module: it stays free of pydantic
+    from mnetdeploy.config import HostSettings
 
 RUNTIMES = {"tflite": "litert", "onnx": "onnxruntime"}
 MAX_IMAGES = 50          # images cycled through with --inputs (50 x 224x224x3 float32 = 30 MB, loaded up front)
@@ -36,31 +38,6 @@ RANDOM_INPUTS = 8        # distinct seeded random inputs cycled through otherwis
 PROGRESS_INTERVAL_NS = 100_000_000
 
 ProgressFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class HostSettings:
-    runtime: str = "auto"            # "auto" | "litert" | "onnxruntime"
-    threads: int = 1
-    warmup: int = 10
-    runs: int = 50
-    min_seconds: float = 1.0
-    xnnpack: bool = True
-    inputs: str | None = None        # folder of images; None for seeded random inputs
-    seed: int = 0
-
-    def validate(self) -> None:
-        from mnetdeploy.runtimes import check_threads
-
-        check_threads(self.threads)
-        if self.runs < 1:
-            raise UserError(f"--runs {self.runs}: must be at least 1")
-        if self.warmup < 0:
-            raise UserError(f"--warmup {self.warmup}: must be 0 or more")
-        if not 0 <= self.min_seconds < float("inf"):  # also refuses nan
-            raise UserError(f"--min-seconds {self.min_seconds}: must be a finite number of seconds, 0 or more")
-        if self.runtime not in ("auto", *RUNTIMES.values()):
-            raise UserError(f"--runtime {self.runtime}: expected auto, litert or onnxruntime")
 
 
 def resolve_runtime(path: Path, fmt: str, requested: str) -> str:
@@ -79,7 +56,6 @@ def benchmark_on_host(model_path: str | Path, settings: HostSettings, progress: 
     from mnetdeploy.bench.schema import BenchResult, InputsInfo
     from mnetdeploy.bench.stats import summarize
 
-    settings.validate()
     facts = inspect_model(model_path)
     runtime = resolve_runtime(facts.path, facts.format, settings.runtime)
     if len(facts.input_shape) != 4 or facts.input_shape[-1] != 3:

@@ -29,7 +29,10 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from mnetdeploy.config import HostSettings
 
 import numpy as np
 
@@ -117,12 +120,17 @@ class ComparisonResult:
 
 def compare_models(candidate: str | Path, baseline: str | Path, *, max_slowdown: float = 0.10,
                    confidence: float = 0.95, max_rounds: int = DEFAULT_MAX_ROUNDS, max_seconds: float = 600.0,
-                   device: str = "host", threads: int = 1, runs: int = 30, min_seconds: float = 0.5,
-                   progress: Callable[[str], None] | None = None, **bench_options: Any) -> ComparisonResult:
+                   device: str = "host", settings: HostSettings | None = None,
+                   progress: Callable[[str], None] | None = None, **values: Any) -> ComparisonResult:
     """Benchmark `baseline` and `candidate` in alternating rounds until the verdict at max_slowdown is clear
-    or a cap is reached (module doc). Each run is an ordinary `run_benchmark` (fresh process)."""
+    or a cap is reached (module doc). Each run is an ordinary `run_benchmark` (fresh process) with `settings`
+    (or settings made from `values`, as run_benchmark takes them)."""
     from mnetdeploy.bench import run_benchmark
+    from mnetdeploy.config import DeviceSettings, HostSettings, validated
     from mnetdeploy.errors import UserError
+
+    if settings is None:
+        settings = validated(HostSettings if device == "host" else DeviceSettings, values, "compare_models")
 
     if max_seconds <= 0:
         raise UserError(f"max_seconds must be > 0 (got {max_seconds})")
@@ -135,8 +143,7 @@ def compare_models(candidate: str | Path, baseline: str | Path, *, max_slowdown:
             pair.reverse()  # ABBA: neither model always runs first
         samples = {}
         for model, role in pair:
-            result = run_benchmark(model, device=device, threads=threads, runs=runs, min_seconds=min_seconds,
-                                   **bench_options).to_dict()
+            result = run_benchmark(model, device=device, settings=settings).to_dict()
             samples[role] = result["samples_ms"]
             total_runs += len(result["samples_ms"])
             environment = result.get("environment") or environment
@@ -158,7 +165,7 @@ def compare_models(candidate: str | Path, baseline: str | Path, *, max_slowdown:
             break
     ratio, low, high = test.interval() or (None, None, None)
     return ComparisonResult(
-        candidate=str(candidate), baseline=str(baseline), device=device, threads=threads, verdict=decision,
+        candidate=str(candidate), baseline=str(baseline), device=device, threads=settings.threads, verdict=decision,
         ratio=ratio, low=low, high=high, threshold=test.threshold, confidence=confidence,
         minimum_detectable_slowdown=test.minimum_detectable_slowdown(), rounds=len(test.log_ratios),
         max_rounds=max_rounds, runs=total_runs, seconds=round(time.perf_counter() - start, 3),

@@ -29,6 +29,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from mnetdeploy.config import DeviceSettings
 from mnetdeploy.errors import EXIT_FAILED, UserError
 
 EXIT_MARKER = "__MNETDEPLOY_EXIT="
@@ -86,57 +87,6 @@ def is_device_target(device: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- settings
-
-@dataclasses.dataclass
-class DeviceSettings:
-    """What `mnetdeploy bench --device ...` accepts besides the host settings it shares (threads, runs, ...)."""
-
-    runtime: str = "auto"
-    threads: int = 1
-    warmup: int = 10
-    runs: int = 50
-    min_seconds: float = 1.0
-    xnnpack: bool = True
-    inputs: str | None = None
-    seed: int = 0
-    # how to reach the device
-    adb: str | None = None                    # adb client (default: $ADB, then PATH)
-    serial: str | None = None                 # default: the serial in --device, then $ANDROID_SERIAL
-    adb_server: str | None = None             # HOST:PORT of a (remote) adb server; default $ANDROID_ADB_SERVER_PORT
-    ssh_options: tuple[str, ...] = ()         # each passed to ssh as `-o OPTION`
-    # what runs there
-    benchmark_binary: str | None = None       # LiteRT's benchmark_model built for the device
-    use_gpu: bool = False
-    use_nnapi: bool = False
-    # hygiene
-    cpu_mask: str | None = None               # hex taskset mask, "none" = do not pin; default: the big cores
-    max_temp: float = 45.0                    # degrees Celsius the CPU zones must be below before each trial
-    cool_timeout: float = 120.0               # seconds to wait for that, at most
-    trials: int = 1
-    keep: bool = False                        # keep the model directory on the device after the run
-    run_timeout: float = 600.0                # seconds one benchmark run may take on the device
-
-    def validate(self) -> None:
-        from mnetdeploy.runtimes import check_threads
-
-        check_threads(self.threads)
-        checks = [(self.runs >= 1, f"--runs {self.runs}: must be at least 1"),
-                  (self.warmup >= 0, f"--warmup {self.warmup}: must be 0 or more"),
-                  (0 <= self.min_seconds < float("inf"),
-                   f"--min-seconds {self.min_seconds}: must be a finite number of seconds, 0 or more"),
-                  (self.trials >= 1, f"--trials {self.trials}: must be at least 1"),
-                  (self.cool_timeout >= 0, f"--cool-timeout {self.cool_timeout}: must be 0 or more"),
-                  (0 < self.max_temp < 150, f"--max-temp {self.max_temp}: expected degrees Celsius, e.g. 45"),
-                  (self.run_timeout > 0, f"--run-timeout {self.run_timeout}: must be more than 0")]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-        if self.runtime not in ("auto", "litert", "onnxruntime"):
-            raise UserError(f"--runtime {self.runtime}: expected auto, litert or onnxruntime")
-        if self.inputs:
-            raise UserError("--inputs: device benchmarks feed seeded random inputs (benchmark_model and the board "
-                            "runner generate their own); drop --inputs, or bench images on the host")
-
 
 # ------------------------------------------------------------------------------------------------ transport
 

@@ -380,7 +380,7 @@ class DeviceBenchmark:
         from mnetdeploy.bench.host import resolve_runtime
 
         settings = self.settings
-        settings.validate()
+        settings.check_for_device()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self.phase("preflight"):
             model = inspect_model(self.model_path)

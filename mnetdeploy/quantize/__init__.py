@@ -1,7 +1,7 @@
 """Quantization and export of a built model: fp32/fp16/dynamic/int8 TFLite and fp32/fp16/int8 ONNX.
 
-    from mnetdeploy.quantize import QuantizeOptions, quantize
-    result = quantize("artifacts/v2_1.0_224", QuantizeOptions(precisions=("fp32", "int8")))
+    from mnetdeploy.quantize import quantize
+    result = quantize("artifacts/v2_1.0_224", precisions=["fp32", "int8"], calib="calib_images/")
 
     pipeline.py     the step: caching, calibration, checks, reports
     fold.py         batch norm folded into the convolutions (Keras, before any export)
@@ -12,6 +12,6 @@
 Heavy libraries are imported inside functions, so importing this package is cheap.
 """
 
-from mnetdeploy.quantize.pipeline import QuantizeOptions, QuantizeResult, quantize
+from mnetdeploy.quantize.pipeline import QuantizeResult, quantize
 
-__all__ = ["QuantizeOptions", "QuantizeResult", "quantize"]
+__all__ = ["QuantizeResult", "quantize"]

@@ -1,7 +1,7 @@
 """The quantize step: a built Keras model becomes checked TFLite and ONNX files in its artifact directory.
 
-    from mnetdeploy.quantize import QuantizeOptions, quantize
-    result = quantize("artifacts/v2_1.0_224", QuantizeOptions(formats=("tflite",), precisions=("int8",)))
+    from mnetdeploy.quantize import quantize
+    result = quantize("artifacts/v2_1.0_224", formats=["tflite"], precisions=["int8"])   # or QuantizeConfig(...)
 
 Per artifact (model_<precision>.<tflite|onnx>): a manifest step "quantize:<file>" whose inputs are the Keras
 model's hash, the converter versions, the settings and (int8) the calibration set's content hash. Unchanged
@@ -21,7 +21,7 @@ Where each file comes from:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +30,7 @@ import numpy as np
 from mnetdeploy import __version__
 from mnetdeploy.artifacts import (KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh,
                                   tool_fingerprint)
+from mnetdeploy.config import QuantizeConfig, validated
 from mnetdeploy.errors import CheckFailed, UserError
 from mnetdeploy.export import EXTENSIONS, PRECISIONS, artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
@@ -41,8 +42,6 @@ VALIDATION_IMAGES = 32     # held-out images every export is checked on
 # a folding bug moves them by far more.
 FOLD_TOLERANCE = 1e-3
 MIN_REAL_VALIDATION = 8    # fewer held-out real images than this: synthetic ones are used instead
-DEFAULT_NUM_CALIB = 100
-IO_TYPES = ("float", "int8", "uint8")
 # Precisions whose weights are chosen on calibration images (bias correction, rounding; see rounding.py).
 # Dynamic-range int8 stores int8 weights too: measured on the pretrained v1 0.25, converting the plain model
 # keeps 82 % top-1 agreement with float, the bias-corrected one 94 %.
@@ -54,47 +53,6 @@ UNSUPPORTED = {
                          "weights; on MobileNets it collapses to chance (measured: 0 % top-1 agreement on the "
                          "pretrained v1 0.25). Use int8 (static, per-channel) for ONNX",
 }
-
-
-@dataclass
-class QuantizeOptions:
-    formats: tuple[str, ...] = ("tflite", "onnx")
-    precisions: tuple[str, ...] = ("fp32", "int8")
-    io: str = "int8"                 # TFLite int8 input/output: float | int8 | uint8
-    onnx_calib: str = "minmax"       # ONNX Runtime activation calibration: minmax | entropy | percentile
-    bias_correction: bool = True
-    rounding: str = "nearest"        # int8 weight rounding: nearest | adaptive
-    keep_float: tuple[str, ...] = () # Keras layer names kept in float in the int8 models
-    int8_graph: str = "auto"         # TFLite int8 graph: auto (timed here) | integer-only | float-islands | cpu
-
-    def check(self) -> None:
-        from mnetdeploy.export.int8_graph import GRAPH_CHOICES
-        from mnetdeploy.quantize.onnx_static import CALIBRATION_METHODS
-        from mnetdeploy.quantize.rounding import ROUNDING_MODES
-
-        for value, allowed, flag in ((self.formats, tuple(EXTENSIONS), "--formats"),
-                                     (self.precisions, PRECISIONS, "--precisions")):
-            if not value:
-                raise UserError(f"{flag}: empty; pass a comma-separated list from {', '.join(allowed)}")
-            bad = [v for v in value if v not in allowed]
-            if bad:
-                raise UserError(f"{flag}: unknown value {bad[0]!r}; choose from {', '.join(allowed)}")
-        for value, allowed, flag in ((self.io, IO_TYPES, "--io"), (self.onnx_calib, CALIBRATION_METHODS,
-                                                                    "--onnx-calib"),
-                                     (self.rounding, ROUNDING_MODES, "--rounding"),
-                                     (self.int8_graph, GRAPH_CHOICES, "--int8-graph")):
-            if value not in allowed:
-                raise UserError(f"{flag}: must be one of {', '.join(allowed)} (got {value!r})")
-
-    def int8_settings(self, fmt: str) -> dict[str, Any]:
-        settings = {"bias_correction": self.bias_correction, "rounding": self.rounding,
-                    "keep_float": sorted(self.keep_float)}
-        if fmt == "tflite":
-            settings["io"] = self.io
-            settings["int8_graph"] = self.int8_graph
-        else:
-            settings["calibration_method"] = self.onnx_calib
-        return settings
 
 
 @dataclass
@@ -221,7 +179,7 @@ class _Models:
     converters leave them unquantized. Everything per keep set is cached, so --max-drop attempts only pay
     for what changes."""
 
-    def __init__(self, artifact_dir: Path, options: QuantizeOptions, say: Callable[[str], None]):
+    def __init__(self, artifact_dir: Path, options: QuantizeConfig, say: Callable[[str], None]):
         self.artifact_dir, self.options, self.say = artifact_dir, options, say
         self._original = self._folded = self._plan = None
         self._snapped: dict[frozenset, Any] = {}
@@ -340,7 +298,7 @@ def _predict(model, images: np.ndarray) -> np.ndarray:
     return np.concatenate(outs).astype(np.float32)
 
 
-def plan_jobs(options: QuantizeOptions) -> tuple[list[tuple[str, str]], list[str]]:
+def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[str, str]], list[str]]:
     """(format, precision) pairs to produce, and notes on requested pairs that are skipped."""
     jobs, notes = [], []
     for fmt in options.formats:
@@ -355,28 +313,27 @@ def plan_jobs(options: QuantizeOptions) -> tuple[list[tuple[str, str]], list[str
     return jobs, notes
 
 
-def quantize(target: str | Path | None = None, options: QuantizeOptions | None = None, *,
-             calib_dir: str | Path | None = None, num_calib: int = DEFAULT_NUM_CALIB, seed: int = 0,
-             calibration=None, force: bool = False, analyze: bool = False,
-             eval_data: str | Path | None = None, max_drop: float | None = None,
-             progress: Callable[[str], None] | None = None) -> QuantizeResult:
+def quantize(target: str | Path | None = None, options: QuantizeConfig | None = None, *,
+             calibration=None, force: bool = False, progress: Callable[[str], None] | None = None,
+             **values: Any) -> QuantizeResult:
     """Export and quantize the model in `target` (artifact directory or a file in it; None: the default
-    build). `calibration` (a data.CalibrationSet) overrides calib_dir/num_calib/seed."""
+    build) with `options` (config.QuantizeConfig), or options made from `values` (its field names: calib,
+    num_calib, precisions, ...). `calibration` (a data.CalibrationSet) overrides calib/num_calib/seed."""
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
-    options = options or QuantizeOptions()
-    options.check()
-    if max_drop is not None and eval_data is None:
-        raise UserError("--max-drop needs --eval-data DIR: the drop is measured on labelled images")
-    if max_drop is not None and max_drop < 0:
-        raise UserError(f"--max-drop: must be >= 0 top-1 points (got {max_drop})")
+    if options is None:
+        options = validated(QuantizeConfig, values, "quantize")
+    elif values:
+        raise TypeError("quantize: pass options or values, not both")
+    calib_dir, num_calib, seed = options.calib, options.num_calib, options.seed
+    analyze, eval_data, max_drop = options.analyze, options.eval_data, options.max_drop
     artifact_dir = resolve_artifact_dir(target)
     summary = read_json(artifact_dir / SUMMARY)
     resolution = int(summary["resolution"])
     jobs, notes = plan_jobs(options)
     needs_int8 = any(p in CALIBRATED for _, p in jobs) or analyze or max_drop is not None
     if options.keep_float and not any(p == "int8" for _, p in jobs):
-        raise UserError("--keep-float applies to int8 models; add int8 to --precisions")
+        raise UserError("keep_float applies to int8 models, and no int8 model is made here")
 
     # Everything the user can get wrong is checked before anything is written.
     warnings: list[str] = []
@@ -406,12 +363,12 @@ def quantize(target: str | Path | None = None, options: QuantizeOptions | None =
             _layer_groups(models.original, options.keep_float)  # unknown names fail before any write
         check_images, validation = validation_images(calibration if needs_int8 else None, resolution, seed)
         models.check_images = check_images
-        requested = asdict(options)
+        requested = options.model_dump(mode="json")
         decision = None
         if options.int8_graph == "auto":
             decision = decide_int8_graph(models, options, force, say) if ("tflite", "int8") in jobs else None
             # Everything after this (exports, analysis, --max-drop) uses the graph chosen here.
-            options = replace(options, int8_graph=decision["chosen"] if decision else "cpu")
+            options = options.model_copy(update={"int8_graph": decision["chosen"] if decision else "cpu"})
         results = [_produce(fmt, precision, models, options, force, say) for fmt, precision in jobs]
         if any(r.reused for r in results):
             notes.append("inputs unchanged: reused " + ", ".join(r.file for r in results if r.reused)
@@ -436,7 +393,7 @@ def quantize(target: str | Path | None = None, options: QuantizeOptions | None =
     return result
 
 
-def _produce(fmt: str, precision: str, models: _Models, options: QuantizeOptions, force: bool,
+def _produce(fmt: str, precision: str, models: _Models, options: QuantizeConfig, force: bool,
              say: Callable[[str], None]) -> ArtifactResult:
     """Convert (or reuse) one export, check it against Keras, record it in the manifest."""
     from mnetdeploy.export.validate import check_export
@@ -464,7 +421,7 @@ def _produce(fmt: str, precision: str, models: _Models, options: QuantizeOptions
                           keep_float=sorted(options.keep_float) if precision == "int8" else [])
 
 
-def decide_int8_graph(models: _Models, options: QuantizeOptions, force: bool, say: Callable[[str], None]
+def decide_int8_graph(models: _Models, options: QuantizeConfig, force: bool, say: Callable[[str], None]
                       ) -> dict[str, Any]:
     """`--int8-graph auto`: the int8 TFLite graph chosen by timing the checked candidates on this machine
     (graph_choice.py); reused from int8_graph.json while the model, calibration, settings and machine match."""
@@ -496,7 +453,7 @@ def decide_int8_graph(models: _Models, options: QuantizeOptions, force: bool, sa
     return {**decision, "reused": False}
 
 
-def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeOptions
+def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeConfig
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inputs recorded in the manifest, the part of them that is hashed into the cache key)."""
     inputs = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
@@ -515,7 +472,7 @@ def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeOpti
     return inputs, key
 
 
-def int8_inputs(models: _Models, fmt: str, options: QuantizeOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+def int8_inputs(models: _Models, fmt: str, options: QuantizeConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return step_inputs(models, fmt, "int8", options)
 
 
@@ -546,7 +503,7 @@ def _io_of(path: Path) -> dict[str, Any]:
     return {"input": describe(proto.graph.input[0]), "output": describe(proto.graph.output[0]), "opset": opset}
 
 
-def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: QuantizeOptions,
+def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: QuantizeConfig,
              say: Callable[[str], None]) -> None:
     """Write one export to `tmp`."""
     if fmt == "tflite":

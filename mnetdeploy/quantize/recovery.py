@@ -174,7 +174,7 @@ def _replace_artifact(models, options, result, attempt: Path, kept: list[str], r
     with atomic_path(path) as tmp:
         tmp.write_bytes(attempt.read_bytes())
         agreement = check_export(tmp, "int8", models.reference, models.check_images, result.file)
-    chosen = replace(options, keep_float=tuple(kept))
+    chosen = options.model_copy(update={"keep_float": list(kept)})
     inputs, key = int8_inputs(models, result.format, chosen)
     record_step(models.artifact_dir, f"quantize:{result.file}", inputs, sha256_json(key), [result.file], 0.0)
     result.keep_float = sorted(kept)
