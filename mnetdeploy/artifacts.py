@@ -14,7 +14,7 @@ from typing import Any
 
 from mnetdeploy import __version__
 from mnetdeploy.errors import UserError
-from mnetdeploy.fsutil import sha256_file, sha256_json, write_json
+from mnetdeploy.fsutil import sha256_file, write_json
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -23,13 +23,14 @@ KERAS_MODEL = "model.keras"
 MANIFEST_SCHEMA = 1
 
 
-def tool_fingerprint() -> dict[str, str]:
-    """This tool's version and a hash of its own source: part of every step's cache key, so that a changed
-    builder or exporter (even under the same version number) never reuses artifacts made by the old code."""
-    package = Path(__file__).resolve().parent
-    sources = sorted(package.rglob("*.py"))
-    digest = sha256_json({str(p.relative_to(package)): sha256_file(p) for p in sources})
-    return {"version": __version__, "source_sha256": digest}
+def code_fingerprint(*step_modules: str) -> dict[str, str]:
+    """This tool's version and a hash of the code a step runs (the modules `step_modules` can reach; comments
+    and docstrings ignored): part of every step's cache key, so a changed builder or exporter (even under the
+    same version number) never reuses artifacts made by the old code, while an edit to report code does not
+    rebuild any model."""
+    from mnetdeploy.source_graph import code_fingerprint as fingerprint
+
+    return {"version": __version__, "code_sha256": fingerprint(*step_modules)}
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mnetdeploy.config import _Strict, refuse_duplicate_keys
+from mnetdeploy.config import StrictModel, refuse_duplicate_keys
 from mnetdeploy.errors import ConfigError
 
 # Decimal (SI) units are powers of 1000, binary (IEC) units powers of 1024. Unit names are case-sensitive
@@ -85,7 +85,7 @@ def format_size(n: float) -> str:
     return f"{text} ({n / 1e6:.3f} MB)" if abs(n) >= 100_000 else text
 
 
-class Rule(_Strict):
+class Rule(StrictModel):
     name: str | None = Field(None, description="label in tables, JUnit and errors (default 'rule N')")
     # Selector
     model: str = Field("*", description="glob on the report's name (its artifact directory name)")
@@ -131,7 +131,7 @@ class Rule(_Strict):
         return self._line
 
 
-class Regression(_Strict):
+class Regression(StrictModel):
     max_slowdown: float = Field(0.10, gt=0, le=10, description="0.10: fail only above 10 % slower")
     confidence: float = Field(0.95, ge=0.5, lt=1, description="two-sided bootstrap interval level")
     min_samples: int = Field(30, ge=10, description="fewer samples in a result is an error (exit 2)")
@@ -145,7 +145,7 @@ class Regression(_Strict):
                                     "warn (exit 0, reported), or fail (exit 1)")
 
 
-class Budgets(_Strict):
+class Budgets(StrictModel):
     rules: list[Rule] = Field(default_factory=list)
     regression: Regression = Field(default_factory=Regression)
 

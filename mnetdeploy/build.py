@@ -17,7 +17,7 @@ import yaml
 
 from mnetdeploy import __version__
 from mnetdeploy.arch.plan import Network, plan_network
-from mnetdeploy.artifacts import CONFIG, KERAS_MODEL, SUMMARY, read_json, record_step, step_is_fresh, tool_fingerprint
+from mnetdeploy.artifacts import CONFIG, KERAS_MODEL, SUMMARY, read_json, record_step, step_is_fresh, code_fingerprint
 from mnetdeploy.config import Config
 from mnetdeploy.errors import CheckFailed
 from mnetdeploy.fsutil import atomic_dir, sha256_file, sha256_json, write_json, write_text
@@ -44,7 +44,7 @@ def build_inputs(config: Config) -> dict[str, Any]:
     """Everything the built model depends on; its hash decides whether a rebuild is needed."""
     from mnetdeploy.arch.weights import resolve_weights_path
 
-    inputs: dict[str, Any] = {"model": config.model.model_dump(mode="json"), "tool": tool_fingerprint()}
+    inputs: dict[str, Any] = {"model": config.model.model_dump(mode="json"), "tool": code_fingerprint("mnetdeploy.build")}
     m = config.model
     if m.weights:
         path = resolve_weights_path(m.weights, m.arch, m.alpha, m.resolution)

@@ -63,7 +63,8 @@ def cli(debug: bool) -> None:
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @config_options("model.arch", "model.alpha")
 @config_option("model.resolution", "--res")
-@config_options("model.classes", "model.depth_multiplier", "model.dropout", "model.weights", "model.seed")
+@config_options("model.classes", "model.depth_multiplier", "model.dropout", "model.weights",
+                "model.classifier_activation", "model.seed")
 @config_option("output", "--out")
 @config_option("name")
 @click.option("--force", is_flag=True, help="Rebuild even when the inputs are unchanged.")
@@ -257,14 +258,13 @@ def _bench_against(ctx, paths, against, b, *, max_slowdown, max_rounds, max_seco
 
 @cli.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path())
-@click.option("--budgets", "budgets_path", required=True, type=click.Path(dir_okay=False),
-              help="Budgets YAML (see configs/budgets.yaml).")
+@config_option("gate.budgets")
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(),
               help="Baseline report to compare latency distributions with (repeatable; matched by name).")
-@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML, one test case per check.")
+@config_option("gate.junit")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks and the verdict as JSON on stdout.")
 @click.pass_context
-def gate(ctx, reports, budgets_path, baselines, junit, as_json):
+def gate(ctx, reports, baselines, as_json, **_options):
     """Check REPORTs (report.json or artifact directories) against latency, size and accuracy budgets.
 
     Exit 0 when every check passes, 1 when a budget is broken (or, with --baseline, a clear slowdown beyond
@@ -274,7 +274,11 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
     from mnetdeploy.gate import check_notes, gate as run_gate, results_table, write_junit
     from mnetdeploy.report.console import stdout_console
 
-    result = run_gate(list(reports), budgets_path, list(baselines))
+    g = config_from_options(ctx).gate
+    if g.budgets is None:
+        raise click.UsageError("Missing option '--budgets' (the budgets YAML, e.g. configs/budgets.yaml).")
+    junit = g.junit
+    result = run_gate(list(reports), g.budgets, list(baselines))
     if junit:
         write_junit(junit, result)
     if as_json:
@@ -437,7 +441,7 @@ def devices(adb_path, adb_server, as_json):
 @config_option("model.arch")
 @config_option("sweep.alphas", "--alpha")
 @config_option("sweep.resolutions", "--res")
-@config_options("quantize.precisions", "bench.threads")
+@config_options("quantize.precisions", "sweep.formats", "bench.threads")
 @config_option("bench.devices", "--device", multiple=True)
 @config_options("eval.data", "eval.limit", "model.weights", "sweep.jobs")
 @click.option("--executor", metavar="MODULE:FACTORY",

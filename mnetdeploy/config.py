@@ -8,6 +8,7 @@ and what to do; unknown keys get a did-you-mean.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -47,7 +48,7 @@ MAX_SEED = 2**32 - 1   # numpy's seed range
 
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     @field_validator("*", mode="before")
@@ -61,7 +62,7 @@ class _Strict(BaseModel):
         return value
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     arch: Arch = Field(DEFAULT_ARCH, description="Architecture (MobileNet v1, v2, v3-small, v3-large).")
     alpha: float = Field(1.0, description="Width multiplier (e.g. 0.35, 0.5, 0.75, 1.0).")
     resolution: int = Field(224, description="Input resolution in pixels, a multiple of 32 (e.g. 128, 224).")
@@ -125,7 +126,7 @@ class ModelConfig(_Strict):
         return name
 
 
-class QuantizeConfig(_Strict):
+class QuantizeConfig(StrictModel):
     """What `quantize` exports and how it calibrates: the options of the quantize step, CLI and config alike."""
 
     calib: str | None = Field(None, description="Folder of calibration images (searched recursively). Default: "
@@ -176,7 +177,7 @@ class QuantizeConfig(_Strict):
         return settings
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     """Accuracy measurement; `run` fails when `data` names a folder that is absent."""
 
     data: str | None = Field(None, description="Image folder: class subfolders (ImageFolder) or images with a "
@@ -192,7 +193,7 @@ class EvalConfig(_Strict):
                                                                          "(default: the runtime's choice).")
 
 
-class HostSettings(_Strict):
+class HostSettings(StrictModel):
     """One benchmark run on this machine: the `bench` keys shared by every device."""
 
     runtime: Runtime = Field("auto", description="auto: .tflite on LiteRT, .onnx on ONNX Runtime. Naming one "
@@ -269,13 +270,13 @@ class BenchConfig(DeviceSettings):
             call_default_factory=True)]
 
 
-class GateConfig(_Strict):
-    budgets: str | None = Field(None, description="Budgets YAML (see configs/budgets.yaml); None: no gate.")
+class GateConfig(StrictModel):
+    budgets: str | None = Field(None, description="Budgets YAML (see configs/budgets.yaml); without it `run` does not gate.")
     baseline: str | None = Field(None, description="Baseline report.json for the regression check.")
     junit: str | None = Field(None, description="Write JUnit XML here, one test case per check.")
 
 
-class SweepConfig(_Strict):
+class SweepConfig(StrictModel):
     """The grid `sweep` measures: every alpha x resolution (x quantize.precisions x bench.threads x bench.devices)."""
 
     alphas: list[Annotated[float, Field(gt=0, le=4)]] = Field(
@@ -295,7 +296,7 @@ class SweepConfig(_Strict):
     min_top1: float | None = Field(None, ge=0, le=100, description="Min top-1 (%).")
 
 
-class Config(_Strict):
+class Config(StrictModel):
     name: str | None = Field(None, description="Artifact directory name (default from arch, alpha and "
                                                "resolution).")
     output: str = Field("artifacts", description="Parent folder of artifact directories.")
@@ -356,6 +357,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys (got {type(data).__name__})")
         refuse_duplicate_keys(yaml.compose(text), str(path))
+        resolve_input_paths(data, path.parent)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -432,6 +434,24 @@ def _line_of(text: str, loc: tuple) -> int | None:
         else:
             break
     return line
+
+
+# Files and folders a config reads. Relative paths in a config file mean "next to the config", so a config runs
+# the same from any directory; outputs (output, gate.junit, sweep.out) stay relative to where you run.
+INPUT_PATHS = ("model.weights", "quantize.calib", "quantize.eval_data", "eval.data", "eval.labels", "bench.inputs",
+               "bench.benchmark_binary", "gate.budgets", "gate.baseline")
+NOT_PATHS = {"model.weights": "imagenet"}
+
+
+def resolve_input_paths(data: dict[str, Any], base: Path) -> None:
+    """Rewrite the relative input paths of a config file's raw `data` against `base` (the file's folder)."""
+    for dotted in INPUT_PATHS:
+        section, key = dotted.split(".")
+        node = data.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and value != NOT_PATHS.get(dotted):
+            path = Path(value).expanduser()
+            node[key] = value if path.is_absolute() else os.path.relpath(base / path)
 
 
 def refuse_duplicate_keys(node: yaml.Node | None, source: str) -> None:

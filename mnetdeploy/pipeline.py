@@ -1,15 +1,17 @@
-"""`mnetdeploy run`: the whole job as a list of steps, each cached by the content of its inputs.
+"""`mnetdeploy run`: the whole job as a list of steps with one contract, each cached by what decides its output.
 
     build -> quantize -> eval -> bench -> report -> gate
 
-Each step is a function of the configuration and the artifact directory that returns a `StepOutcome`. Steps
-whose inputs hash (config section + the sha256 of the files they read) is unchanged, and whose outputs are
-still there with their recorded hashes, are reused (the manifest records both; see artifacts.py). Build and
-quantize keep their own finer-grained caches; eval and bench are cached here as whole steps.
+Every step is a `Step`: a name, the modules whose code decides its output, a `skip` reason (or None), the
+`inputs` that key its cache (or None when the step keeps finer caches of its own, as build and quantize do
+per file, or must always run, as report and gate do), and `run`, which returns a `StepRecord`. `run_pipeline`
+is the only loop: it checks every input the config names before anything is written (`preflight`), then per
+step reuses the recorded result when the inputs hash and the outputs' hashes are unchanged (artifacts.py),
+else runs it and records it. Library functions do the work; each step only maps the config onto them.
 
     from mnetdeploy.config import load_config
     from mnetdeploy.pipeline import run_pipeline
-    result = run_pipeline(load_config("configs/default.yaml"))
+    result = run_pipeline(load_config("configs/v1_0.25_128.yaml"))
 """
 
 from __future__ import annotations
@@ -20,18 +22,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mnetdeploy.artifacts import record_step, step_is_fresh, tool_fingerprint
+from mnetdeploy.artifacts import code_fingerprint, record_step, step_is_fresh
 from mnetdeploy.config import Config
-from mnetdeploy.fsutil import sha256_file, sha256_json
+from mnetdeploy.errors import ConfigError
+from mnetdeploy.fsutil import sha256_file, sha256_json, visible_files
 
-Say = Callable[[str], None]
+Progress = Callable[[str], None]
 
 
 @dataclass
-class StepOutcome:
+class StepRecord:
+    """What one step did: the row of `mnetdeploy run`'s table and of `--json`."""
+
     name: str
-    status: str              # ran | reused | skipped | failed
-    seconds: float
+    status: str              # ran | reused | skipped
+    seconds: float = 0.0
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -39,7 +44,7 @@ class StepOutcome:
 @dataclass
 class RunResult:
     artifact_dir: Path
-    steps: list[StepOutcome]
+    steps: list[StepRecord]
     gate_passed: bool | None  # None: no gate configured
     gate_verdict: str | None = None  # pass | fail | inconclusive (a latency comparison too noisy to decide)
 
@@ -49,136 +54,207 @@ class RunResult:
 
 
 @dataclass
-class _Context:
+class StepContext:
     config: Config
     force: bool
-    say: Say
-    artifact_dir: Path = Path()
+    progress: Progress
+    artifact_dir: Path
 
     def models(self, suffixes: tuple[str, ...]) -> list[Path]:
-        from mnetdeploy.fsutil import visible_files
-
         return visible_files(self.artifact_dir, set(suffixes))
 
 
-def run_pipeline(config: Config, force: bool = False, progress: Say | None = None) -> RunResult:
-    """Run every step in order; a step's failure stops the run (its error propagates)."""
-    ctx = _Context(config, force, progress or (lambda _msg: None))
-    outcomes = []
-    for name, step in STEPS:
-        ctx.say(name)
+class Step:
+    """The contract every step of `run` follows (see the module docstring)."""
+
+    name: str = ""
+    code: tuple[str, ...] = ()        # modules whose code decides the output: part of the cache key
+    outputs: tuple[str, ...] = ()     # files (relative to the artifact directory) a cached result needs
+
+    def skip(self, ctx: StepContext) -> str | None:
+        return None
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any] | None:
+        return None
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        raise NotImplementedError
+
+
+class BuildStep(Step):
+    name = "build"
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        from mnetdeploy.build import build
+
+        result = build(ctx.config, force=ctx.force, progress=ctx.progress)
+        return StepRecord(self.name, "reused" if result.reused else "ran", detail=(
+            f"{result.summary['macs'] / 1e6:.1f} M MACs, {result.summary['params']:,} params"))
+
+
+class QuantizeStep(Step):
+    name = "quantize"
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        from mnetdeploy.quantize import quantize
+
+        result = quantize(ctx.artifact_dir, ctx.config.quantize, force=ctx.force, progress=ctx.progress)
+        return StepRecord(self.name, "reused" if result.reused else "ran",
+                          detail=", ".join(a.file for a in result.artifacts), data={"warnings": result.warnings})
+
+
+class EvalStep(Step):
+    name = "eval"
+    code = ("mnetdeploy.evaluate",)
+    outputs = ("results/eval.json",)
+
+    def skip(self, ctx: StepContext) -> str | None:
+        return None if ctx.config.eval.data else "no eval.data in the config"
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        from mnetdeploy.data import files_hash, find_images
+
+        e = ctx.config.eval
+        return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))), "eval": e.model_dump(mode="json"),
+                "data": files_hash(find_images(e.data))}
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        from mnetdeploy.evaluate import evaluate
+        from mnetdeploy.results import store_results
+
+        e = ctx.config.eval
+        reference = ctx.artifact_dir / "model.keras"
+        results = evaluate(ctx.models((".keras", ".tflite", ".onnx")), e.data, labels=e.labels,
+                           label_offset=e.label_offset, limit=e.limit, skip_first=e.skip_first, threads=e.threads,
+                           reference=reference if reference.is_file() else None)
+        store_results("eval", [r.to_dict() for r in results])
+        return StepRecord(self.name, "ran", detail="top-1: " + ", ".join(f"{Path(r.model).name} {r.top1:.1f}%"
+                                                                         for r in results))
+
+
+class BenchStep(Step):
+    name = "bench"
+    code = ("mnetdeploy.bench", "mnetdeploy.bench.host", "mnetdeploy.devices.android")
+    outputs = ("results/bench.json",)
+
+    def skip(self, ctx: StepContext) -> str | None:
+        return None if ctx.models((".tflite", ".onnx")) else "no .tflite or .onnx model to benchmark"
+
+    def inputs(self, ctx: StepContext) -> dict[str, Any]:
+        from mnetdeploy.bench.environment import cpu_model
+
+        # Where a latency was measured is part of its identity: a cached result from another CPU is not this one's.
+        return {"models": _hashes(ctx.models((".tflite", ".onnx"))), "bench": ctx.config.bench.model_dump(mode="json"),
+                "machine": {"node": platform.node(), "cpu": cpu_model()}}
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        from mnetdeploy.bench import run_benchmark
+        from mnetdeploy.results import store_results
+
+        b = ctx.config.bench
+        results = []
+        for device in b.devices:
+            for threads in b.threads:
+                for model in ctx.models((".tflite", ".onnx")):
+                    ctx.progress(f"bench {model.name} on {device}, {threads} thread(s)")
+                    results.append(run_benchmark(model, device=device, settings=b.settings(device, threads)))
+        store_results("bench", [r.to_dict() for r in results])
+        fastest = min(results, key=lambda r: r.latency_ms.p50)
+        return StepRecord(self.name, "ran", detail=f"{len(results)} results; fastest {Path(fastest.model).name} "
+                                                   f"p50 {fastest.latency_ms.p50:.2f} ms ({fastest.threads} thr)")
+
+
+class ReportStep(Step):
+    name = "report"
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        from mnetdeploy.report.render import write_report
+
+        path = write_report(ctx.artifact_dir)
+        return StepRecord(self.name, "ran", detail=str(path), data={"report": str(path)})
+
+
+class GateStep(Step):
+    name = "gate"
+
+    def skip(self, ctx: StepContext) -> str | None:
+        return None if ctx.config.gate.budgets else "no gate.budgets in the config"
+
+    def run(self, ctx: StepContext) -> StepRecord:
+        from mnetdeploy.gate import gate, write_junit
+
+        g = ctx.config.gate
+        result = gate([ctx.artifact_dir / "report.json"], g.budgets, baseline_paths=[g.baseline] if g.baseline else [])
+        if g.junit:
+            write_junit(g.junit, result)
+        return StepRecord(self.name, "ran", detail=result.summary(),
+                          data={"passed": result.verdict == "pass", "gate": result.to_dict()})
+
+
+STEPS: list[Step] = [BuildStep(), QuantizeStep(), EvalStep(), BenchStep(), ReportStep(), GateStep()]
+
+
+def run_pipeline(config: Config, force: bool = False, progress: Progress | None = None) -> RunResult:
+    """Check every input, then run each step in order; a step's failure stops the run (its error propagates)."""
+    preflight(config)
+    ctx = StepContext(config, force, progress or (lambda _msg: None), config.artifact_dir)
+    records = []
+    for step in STEPS:
+        ctx.progress(step.name)
         start = time.perf_counter()
-        outcome = step(ctx)
-        outcome.seconds = round(time.perf_counter() - start, 3)
-        outcomes.append(outcome)
-    gate = next(o for o in outcomes if o.name == "gate")
-    passed = None if gate.status == "skipped" else bool(gate.data.get("passed"))
-    verdict = None if gate.status == "skipped" else gate.data["gate"]["verdict"]
-    return RunResult(ctx.artifact_dir, outcomes, passed, verdict)
+        record = run_step(step, ctx)
+        record.seconds = round(time.perf_counter() - start, 3)
+        records.append(record)
+    gate = records[-1]
+    ran = gate.status != "skipped"
+    return RunResult(ctx.artifact_dir, records, bool(gate.data.get("passed")) if ran else None,
+                     gate.data["gate"]["verdict"] if ran else None)
 
 
-def _build(ctx: _Context) -> StepOutcome:
-    from mnetdeploy.build import build
-
-    result = build(ctx.config, force=ctx.force, progress=ctx.say)
-    ctx.artifact_dir = result.artifact_dir
-    return StepOutcome("build", "reused" if result.reused else "ran", 0,
-                       f"{result.summary['macs'] / 1e6:.1f} M MACs, {result.summary['params']:,} params")
-
-
-def _quantize(ctx: _Context) -> StepOutcome:
-    from mnetdeploy.quantize import quantize
-
-    result = quantize(ctx.artifact_dir, ctx.config.quantize, force=ctx.force, progress=ctx.say)
-    files = ", ".join(a.file for a in result.artifacts)
-    return StepOutcome("quantize", "reused" if result.reused else "ran", 0, files,
-                       {"warnings": result.warnings})
-
-
-def _eval(ctx: _Context) -> StepOutcome:
-    e = ctx.config.eval
-    if e.data is None:
-        return StepOutcome("eval", "skipped", 0, "no eval.data in the config")
-    if not Path(e.data).is_dir():
-        return StepOutcome("eval", "skipped", 0, f"{e.data}: folder absent; accuracy not measured")
-    from mnetdeploy.data import files_hash, find_images
-    from mnetdeploy.evaluate import evaluate
-    from mnetdeploy.results import store_results
-
-    models = ctx.models((".keras", ".tflite", ".onnx"))
-    inputs = {"models": {p.name: sha256_file(p) for p in models}, "eval": e.model_dump(mode="json"),
-              "data": files_hash(find_images(e.data)), "tool": tool_fingerprint()}
-    cached = _cached(ctx, "eval", inputs)
-    if cached:
-        return cached
-    reference = ctx.artifact_dir / "model.keras"
-    results = evaluate(models, e.data, labels=e.labels, label_offset=e.label_offset, limit=e.limit,
-                       skip_first=e.skip_first, reference=reference if reference.is_file() else None)
-    store_results("eval", [r.to_dict() for r in results])
-    _record(ctx, "eval", inputs, ["results/eval.json"])
-    best = ", ".join(f"{Path(r.model).name} {r.top1:.1f}%" for r in results)
-    return StepOutcome("eval", "ran", 0, f"top-1: {best}")
+def run_step(step: Step, ctx: StepContext) -> StepRecord:
+    """The one cache helper: skip, reuse (inputs and outputs unchanged) or run and record."""
+    reason = step.skip(ctx)
+    if reason:
+        return StepRecord(step.name, "skipped", detail=reason)
+    inputs = step.inputs(ctx)
+    if inputs is None:
+        return step.run(ctx)
+    inputs = dict(inputs, tool=code_fingerprint(*step.code))
+    key = sha256_json(inputs)
+    if not ctx.force and step_is_fresh(ctx.artifact_dir, step.name, key):
+        return StepRecord(step.name, "reused", detail="inputs unchanged")
+    record = step.run(ctx)
+    record_step(ctx.artifact_dir, step.name, inputs, key, list(step.outputs), 0.0)
+    return record
 
 
-def _bench(ctx: _Context) -> StepOutcome:
-    from mnetdeploy.bench import run_benchmark
-    from mnetdeploy.bench.environment import cpu_model
-    from mnetdeploy.results import store_results
+def preflight(config: Config) -> None:
+    """Every file and folder the config names must exist before any step writes anything: a missing budgets
+    file found after a minute of conversion, or eval data silently skipped, costs the user a rerun."""
+    from mnetdeploy.bench import check_device
 
-    b = ctx.config.bench
-    models = ctx.models((".tflite", ".onnx"))
-    if not models:
-        return StepOutcome("bench", "skipped", 0, "no .tflite or .onnx model to benchmark")
-    # The machine is part of a latency's identity: a cached result from another CPU is not this one's.
-    inputs = {"models": {p.name: sha256_file(p) for p in models}, "bench": b.model_dump(mode="json"),
-              "machine": {"node": platform.node(), "cpu": cpu_model()}, "tool": tool_fingerprint()}
-    cached = _cached(ctx, "bench", inputs)
-    if cached:
-        return cached
-    results = []
-    for device in b.devices:
-        for threads in b.threads:
-            for model in models:
-                ctx.say(f"bench {model.name} on {device}, {threads} thread(s)")
-                results.append(run_benchmark(model, device=device, settings=b.settings(device, threads)))
-    store_results("bench", [r.to_dict() for r in results])
-    _record(ctx, "bench", inputs, ["results/bench.json"])
-    fastest = min(results, key=lambda r: r.latency_ms.p50)
-    return StepOutcome("bench", "ran", 0, f"{len(results)} results; fastest {Path(fastest.model).name} "
-                                          f"p50 {fastest.latency_ms.p50:.2f} ms ({fastest.threads} thr)")
+    checks = [("quantize.calib", config.quantize.calib, "dir"), ("quantize.eval_data", config.quantize.eval_data, "dir"),
+              ("eval.data", config.eval.data, "dir"), ("eval.labels", config.eval.labels, "file"),
+              ("bench.inputs", config.bench.inputs, "dir"), ("bench.benchmark_binary", config.bench.benchmark_binary,
+                                                            "file"),
+              ("gate.budgets", config.gate.budgets, "file"), ("gate.baseline", config.gate.baseline, "any"),
+              ("model.weights", None if config.model.weights in (None, "imagenet") else config.model.weights, "file")]
+    for key, value, kind in checks:
+        if value is None:
+            continue
+        path = Path(value)
+        ok = path.is_dir() if kind == "dir" else path.is_file() if kind == "file" else path.exists()
+        if not ok:
+            what = {"dir": "folder", "file": "file", "any": "file or folder"}[kind]
+            raise ConfigError(f"{key} {value}: {what} not found; fix the path in the config (relative paths are "
+                              "relative to the config file)")
+    if config.gate.budgets:
+        from mnetdeploy.budgets import load_budgets
 
-
-def _report(ctx: _Context) -> StepOutcome:
-    from mnetdeploy.report.render import write_report
-
-    path = write_report(ctx.artifact_dir)
-    return StepOutcome("report", "ran", 0, str(path), {"report": str(path)})
+        load_budgets(config.gate.budgets)  # a malformed budgets file is an error now, not after the benchmarks
+    for device in config.bench.devices:
+        check_device(device)
 
 
-def _gate(ctx: _Context) -> StepOutcome:
-    g = ctx.config.gate
-    if g.budgets is None:
-        return StepOutcome("gate", "skipped", 0, "no gate.budgets in the config")
-    from mnetdeploy.gate import gate, write_junit
-
-    result = gate([ctx.artifact_dir / "report.json"], g.budgets, baseline_paths=[g.baseline] if g.baseline else [])
-    if g.junit:
-        write_junit(g.junit, result)
-    return StepOutcome("gate", "ran", 0, result.summary(), {"passed": result.verdict == "pass",
-                                                             "gate": result.to_dict()})
-
-
-def _cached(ctx: _Context, step: str, inputs: dict[str, Any]) -> StepOutcome | None:
-    if not ctx.force and step_is_fresh(ctx.artifact_dir, step, sha256_json(inputs)):
-        return StepOutcome(step, "reused", 0, "inputs unchanged")
-    return None
-
-
-def _record(ctx: _Context, step: str, inputs: dict[str, Any], outputs: list[str]) -> None:
-    record_step(ctx.artifact_dir, step, inputs, sha256_json(inputs), outputs, 0.0)
-
-
-STEPS: list[tuple[str, Callable[[_Context], StepOutcome]]] = [
-    ("build", _build), ("quantize", _quantize), ("eval", _eval), ("bench", _bench), ("report", _report),
-    ("gate", _gate),
-]
+def _hashes(paths: list[Path]) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in paths}

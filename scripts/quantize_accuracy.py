@@ -94,7 +94,7 @@ def accuracy_table(work: Path) -> dict:
     from mnetdeploy.quantize import quantize
     from mnetdeploy.quantize.analysis import analyze_tflite
     from mnetdeploy.quantize.fold import fold_batchnorm
-    from mnetdeploy.quantize.pipeline import onnx_keep_float, tflite_keep_float
+    from mnetdeploy.quantize.models import onnx_keep_float, tflite_keep_float
     from mnetdeploy.quantize.rounding import apply_int8_weights, plan_int8_weights
 
     cfg = load_config(overrides={"model.arch": "v1", "model.alpha": 0.25, "model.resolution": 224,

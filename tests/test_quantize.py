@@ -141,7 +141,7 @@ def test_bias_correction_removes_the_mean_shift_of_int8_weights(keras_model, cal
     import keras
 
     from mnetdeploy.quantize.fold import fold_batchnorm
-    from mnetdeploy.quantize.graph import inbound
+    from mnetdeploy.arch.graph import inbound
     from mnetdeploy.quantize.rounding import snap_weights_int8
 
     folded, _ = fold_batchnorm(keras_model)

@@ -88,7 +88,7 @@ def deploy_graph(model):
     and float function."""
     import keras
 
-    from mnetdeploy.quantize.graph import clone_layer, inbound
+    from mnetdeploy.arch.graph import clone_layer, inbound
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError("deploy_graph: single-input, single-output models only")

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mnetdeploy.fsutil import write_json
+from mnetdeploy.quantize.models import weighted_names
 
 ANALYSIS = "quant_analysis.json"
 IMAGES = 16        # held-out images run through float and int8 models (all activations are kept per image)
@@ -31,12 +32,6 @@ def _db(signal: float, noise: float) -> float | None:
     if noise <= 0:
         return 200.0  # exact: report a large finite number (JSON has no infinity)
     return round(10.0 * math.log10(signal / noise), 2)
-
-
-def _weighted_names(model) -> set[str]:
-    from mnetdeploy.quantize.rounding import WEIGHTED
-
-    return {l.name for l in model.layers if l.__class__.__name__ in WEIGHTED}
 
 
 # ------------------------------------------------------------------------------------------------ TFLite
@@ -52,7 +47,7 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
 
     quantized = quantize_calibrated(calibrated, "float", keep_float, graph)
     names = {l.name for l in snapped.layers}
-    prefer = _weighted_names(snapped)
+    prefer = weighted_names(snapped)
     plain = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # a delegate would hide intermediate tensors
 
     def interpreter(content: bytes):
@@ -162,7 +157,7 @@ def analyze_onnx(float_path: Path, int8_path: Path, proto, snapped, images: np.n
 
     from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.onnx import WEIGHTED_OPS, node_layer_names
-    from mnetdeploy.quantize.onnx_static import _reader
+    from mnetdeploy.quantize.onnx_static import calibration_reader
 
     node_layer = node_layer_names(proto, {l.name for l in snapped.layers})
     producer = {out: node for node in proto.graph.node for out in node.output}
@@ -170,8 +165,8 @@ def analyze_onnx(float_path: Path, int8_path: Path, proto, snapped, images: np.n
         aug_float, aug_q = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         modify_model_output_intermediate_tensors(str(float_path), str(aug_float))
         modify_model_output_intermediate_tensors(str(int8_path), str(aug_q))
-        float_acts = collect_activations(str(aug_float), _reader(images))
-        q_acts = collect_activations(str(aug_q), _reader(images))
+        float_acts = collect_activations(str(aug_float), calibration_reader(images))
+        q_acts = collect_activations(str(aug_q), calibration_reader(images))
     matching = create_activation_matching(q_acts, float_acts)
     energy = {}
     for tensor, m in matching.items():
@@ -231,7 +226,7 @@ def analyze_int8(models, options, images: np.ndarray, progress: Callable[[str], 
     import tempfile
 
     from mnetdeploy.quantize.onnx_static import quantize_static_int8
-    from mnetdeploy.quantize.pipeline import onnx_keep_float, tflite_keep_float
+    from mnetdeploy.quantize.models import onnx_keep_float, tflite_keep_float
 
     say = progress or (lambda _msg: None)
     images = np.asarray(images[:IMAGES], dtype=np.float32)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mnetdeploy.quantize.graph import clone_layer, inbound, only_consumer, producers_and_consumers, rebuild
+from mnetdeploy.arch.graph import clone_layer, inbound, only_consumer, producers_and_consumers, rebuild
 
 CONV_KINDS = ("Conv2D", "DepthwiseConv2D", "Dense")
 

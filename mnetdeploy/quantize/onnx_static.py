@@ -50,7 +50,7 @@ def _quiet_root_logger():
         logger.setLevel(level)
 
 
-def _reader(images: np.ndarray):
+def calibration_reader(images: np.ndarray):
     """ONNX Runtime's CalibrationDataReader over an in-memory batch, one image per call."""
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -83,7 +83,7 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, images: np.ndarray, me
                         "percentile": CalibrationMethod.Percentile}[method]
     with quiet_native_output(), _quiet_root_logger():
         quantize_static(
-            str(fp32_path), str(out_path), _reader(images),
+            str(fp32_path), str(out_path), calibration_reader(images),
             quant_format=QuantFormat.QDQ,
             per_channel=True,                     # per-tensor weights fail on depthwise kernels
             activation_type=QuantType.QUInt8,   # U8S8: see the module docstring

@@ -28,25 +28,18 @@ from typing import Any, Callable
 import numpy as np
 
 from mnetdeploy import __version__
-from mnetdeploy.artifacts import (KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh,
-                                  tool_fingerprint)
+from mnetdeploy.artifacts import (KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh)
 from mnetdeploy.config import QuantizeConfig, validated
-from mnetdeploy.errors import CheckFailed, UserError
-from mnetdeploy.export import EXTENSIONS, PRECISIONS, artifact_name
+from mnetdeploy.errors import UserError
+from mnetdeploy.export import artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
+from mnetdeploy.quantize.models import (CALIBRATED, PreparedModels, layer_groups, onnx_int8,
+                                       step_inputs, tflite_int8)
 
 REPORT = "quantize.json"
 INT8_GRAPH_DECISION = "int8_graph.json"   # --int8-graph auto: candidates, timings, choice (graph_choice.py)
 VALIDATION_IMAGES = 32     # held-out images every export is checked on
-# Folding rounds W * gamma / sigma to float32: deep random-init networks move by up to ~1e-4 (v3-large);
-# a folding bug moves them by far more.
-FOLD_TOLERANCE = 1e-3
 MIN_REAL_VALIDATION = 8    # fewer held-out real images than this: synthetic ones are used instead
-# Precisions whose weights are chosen on calibration images (bias correction, rounding; see rounding.py).
-# Dynamic-range int8 stores int8 weights too: measured on the pretrained v1 0.25, converting the plain model
-# keeps 82 % top-1 agreement with float, the bias-corrected one 94 %.
-CALIBRATED = ("int8", "dynamic")
-
 # (format, precision) pairs this tool does not produce, and why (shown when they are requested).
 UNSUPPORTED = {
     ("onnx", "dynamic"): "ONNX Runtime's quantize_dynamic turns convolutions into ConvInteger with per-tensor "
@@ -133,22 +126,6 @@ def resolve_artifact_dir(target: str | Path | None) -> Path:
     return directory
 
 
-def converter_versions() -> dict[str, str]:
-    """Versions of the converters, part of every export's cache key (read from package metadata: fast)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for key, names in (("tensorflow", ("tensorflow-cpu", "tensorflow")), ("tf2onnx", ("tf2onnx",)),
-                       ("onnxruntime", ("onnxruntime",)), ("onnx", ("onnx",))):
-        for name in names:
-            try:
-                out[key] = version(name)
-                break
-            except PackageNotFoundError:
-                continue
-    return out
-
-
 def validation_images(calibration, resolution: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Images not used for calibration: the rest of the calibration folder (seeded pick), or synthetic."""
     from mnetdeploy.arch.init import synthetic_images
@@ -171,132 +148,6 @@ def validation_images(calibration, resolution: int, seed: int) -> tuple[np.ndarr
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
-
-class _Models:
-    """The Keras models every export starts from, made on first use (building them costs seconds).
-
-    int8 models depend on which layers are kept in float (`keep`): those keep their float weights, and the
-    converters leave them unquantized. Everything per keep set is cached, so --max-drop attempts only pay
-    for what changes."""
-
-    def __init__(self, artifact_dir: Path, options: QuantizeConfig, say: Callable[[str], None]):
-        self.artifact_dir, self.options, self.say = artifact_dir, options, say
-        self._original = self._folded = self._plan = None
-        self._snapped: dict[frozenset, Any] = {}
-        self._tflite_calibrated: dict[frozenset, bytes] = {}
-        self._onnx_snapped: dict[frozenset, dict[str, Any]] = {}
-        self._tmp_dir: Path | None = None
-        self._keras_sha256: str | None = None
-        self._reference: np.ndarray | None = None
-        self.preparation: dict[str, Any] = {}
-        self.calibration = None
-        self.check_images = None
-
-    @property
-    def original(self):
-        if self._original is None:
-            from mnetdeploy.arch.weights import load_keras_model
-
-            self.say("loading the Keras model")
-            self._original = load_keras_model(self.artifact_dir / KERAS_MODEL)
-        return self._original
-
-    @property
-    def keras_sha256(self) -> str:
-        if self._keras_sha256 is None:
-            self._keras_sha256 = sha256_file(self.artifact_dir / KERAS_MODEL)
-        return self._keras_sha256
-
-    @property
-    def reference(self) -> np.ndarray:
-        """Float Keras outputs on the check images: what every export is compared with."""
-        if self._reference is None:
-            self._reference = _predict(self.original, self.check_images)
-        return self._reference
-
-    @property
-    def folded(self):
-        if self._folded is None:
-            from mnetdeploy.export.validate import compare_outputs
-            from mnetdeploy.quantize.fold import fold_batchnorm
-
-            self.say("folding batch norms into the convolutions")
-            self._folded, report = fold_batchnorm(self.original)
-            # Folding must not change the function: compare on the check images.
-            agreement = compare_outputs(self.reference, _predict(self._folded, self.check_images))
-            if agreement.max_abs_diff > FOLD_TOLERANCE:
-                raise CheckFailed(f"batch-norm folding changed the model's outputs by {agreement.max_abs_diff:.3g} "
-                                  f"(> {FOLD_TOLERANCE:g}); this is a bug, nothing was written")
-            self.preparation["fold"] = {**report.describe(), "max_abs_diff": float(f"{agreement.max_abs_diff:.3g}")}
-        return self._folded
-
-    @property
-    def plan(self):
-        """Int8 weights chosen for every layer (bias correction, rounding) on the calibration images."""
-        if self._plan is None:
-            from mnetdeploy.quantize.rounding import plan_int8_weights
-
-            folded = self.folded
-            self.say("choosing int8 weights (bias correction, rounding)")
-            start = time.perf_counter()
-            self._plan = plan_int8_weights(folded, self.calibration.array,
-                                           bias_correction=self.options.bias_correction,
-                                           rounding=self.options.rounding, progress=self.say)
-            self.preparation["weights"] = {**self._plan.describe(),
-                                           "seconds": round(time.perf_counter() - start, 3),
-                                           "per_layer": [l.to_dict() for l in self._plan.layers]}
-        return self._plan
-
-    def snapped(self, keep: tuple[str, ...] | list[str] = ()):
-        """The int8-ready Keras model: folded, weights on the int8 grid except for the `keep` layers."""
-        key = frozenset(keep)
-        if key not in self._snapped:
-            from mnetdeploy.quantize.rounding import apply_int8_weights
-
-            self._snapped[key] = apply_int8_weights(self.folded, self.plan, key)
-        return self._snapped[key]
-
-    def tflite_calibrated(self, keep: tuple[str, ...] | list[str] = ()) -> bytes:
-        """The int8-ready model calibrated by the TFLite converter (min/max of every tensor)."""
-        key = frozenset(keep)
-        if key not in self._tflite_calibrated:
-            from mnetdeploy.export import tflite
-
-            model = self.snapped(keep)
-            self.say("TFLite calibration")
-            self._tflite_calibrated[key] = tflite.calibrate(model, self.calibration.array)
-        return self._tflite_calibrated[key]
-
-    def onnx_snapped(self, keep: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-        """fp32 ONNX of the int8-ready model ({"proto", "path"}), the input of ONNX Runtime's quantizer."""
-        key = frozenset(keep)
-        if key not in self._onnx_snapped:
-            import tempfile
-
-            from mnetdeploy.export import onnx as onnx_export
-
-            model = self.snapped(keep)
-            self.say("exporting the int8-ready model to ONNX")
-            proto = onnx_export.keras_to_onnx(model)
-            if self._tmp_dir is None:
-                self._tmp_dir = Path(tempfile.mkdtemp(prefix="mnetdeploy-onnx-"))
-            path = self._tmp_dir / f"int8_ready_{len(self._onnx_snapped)}.onnx"
-            onnx_export.save(proto, path)
-            self._onnx_snapped[key] = {"proto": proto, "path": path}
-        return self._onnx_snapped[key]
-
-    def close(self) -> None:
-        if self._tmp_dir is not None:
-            import shutil
-
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
-            self._tmp_dir = None
-
-
-def _predict(model, images: np.ndarray) -> np.ndarray:
-    outs = [np.asarray(model(images[i:i + 32], training=False)) for i in range(0, len(images), 32)]
-    return np.concatenate(outs).astype(np.float32)
-
 
 def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[str, str]], list[str]]:
     """(format, precision) pairs to produce, and notes on requested pairs that are skipped."""
@@ -356,11 +207,11 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
     stale = remove_stale_temporaries(artifact_dir)
     if stale:
         notes.append(f"removed {len(stale)} temporary file(s) an interrupted run left behind: {', '.join(stale)}")
-    models = _Models(artifact_dir, options, say)
+    models = PreparedModels(artifact_dir, options, say)
     models.calibration = calibration
     try:
         if options.keep_float:
-            _layer_groups(models.original, options.keep_float)  # unknown names fail before any write
+            layer_groups(models.original, options.keep_float)  # unknown names fail before any write
         check_images, validation = validation_images(calibration if needs_int8 else None, resolution, seed)
         models.check_images = check_images
         requested = options.model_dump(mode="json")
@@ -385,7 +236,10 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
         if max_drop is not None:
             from mnetdeploy.quantize.recovery import recover
 
-            result.recovery = recover(models, options, eval_set, max_drop, results, progress=say)
+            result.recovery, replacements = recover(models, options, eval_set, max_drop, results, progress=say)
+            for artifact in results:
+                if artifact.file in replacements:
+                    _install(models, options, artifact, *replacements[artifact.file])
     finally:
         models.close()
     result.seconds = time.perf_counter() - start
@@ -393,7 +247,7 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
     return result
 
 
-def _produce(fmt: str, precision: str, models: _Models, options: QuantizeConfig, force: bool,
+def _produce(fmt: str, precision: str, models: PreparedModels, options: QuantizeConfig, force: bool,
              say: Callable[[str], None]) -> ArtifactResult:
     """Convert (or reuse) one export, check it against Keras, record it in the manifest."""
     from mnetdeploy.export.validate import check_export
@@ -421,7 +275,7 @@ def _produce(fmt: str, precision: str, models: _Models, options: QuantizeConfig,
                           keep_float=sorted(options.keep_float) if precision == "int8" else [])
 
 
-def decide_int8_graph(models: _Models, options: QuantizeConfig, force: bool, say: Callable[[str], None]
+def decide_int8_graph(models: PreparedModels, options: QuantizeConfig, force: bool, say: Callable[[str], None]
                       ) -> dict[str, Any]:
     """`--int8-graph auto`: the int8 TFLite graph chosen by timing the checked candidates on this machine
     (graph_choice.py); reused from int8_graph.json while the model, calibration, settings and machine match."""
@@ -453,27 +307,20 @@ def decide_int8_graph(models: _Models, options: QuantizeConfig, force: bool, say
     return {**decision, "reused": False}
 
 
-def step_inputs(models: _Models, fmt: str, precision: str, options: QuantizeConfig
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(inputs recorded in the manifest, the part of them that is hashed into the cache key)."""
-    inputs = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
-              "tool": tool_fingerprint(), "converters": converter_versions()}
-    if precision not in CALIBRATED:
-        return inputs, inputs
-    record = models.calibration.describe()
-    settings = options.int8_settings(fmt)
-    if precision == "dynamic":  # activations are quantized at run time: only the weight choices matter
-        settings = {k: settings[k] for k in ("bias_correction", "rounding")}
-    inputs["weights" if precision == "dynamic" else "int8"] = settings
-    inputs["calibration"] = {k: record[k] for k in ("source", "directory", "count", "content_hash")}
-    # The calibration folder's path is recorded but not part of the key: the same images under another
-    # path (relative vs absolute, a copy) are the same calibration.
-    key = {**inputs, "calibration": {k: v for k, v in inputs["calibration"].items() if k != "directory"}}
-    return inputs, key
+def _install(models: PreparedModels, options: QuantizeConfig, artifact: ArtifactResult, data: bytes,
+             kept: list[str]) -> None:
+    """A --max-drop replacement becomes model_int8.*, checked and recorded like any export."""
+    from mnetdeploy.export.validate import check_export
 
-
-def int8_inputs(models: _Models, fmt: str, options: QuantizeConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    return step_inputs(models, fmt, "int8", options)
+    path = models.artifact_dir / artifact.file
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+        agreement = check_export(tmp, "int8", models.reference, models.check_images, artifact.file)
+    chosen = options.model_copy(update={"keep_float": list(kept)})
+    inputs, key = step_inputs(models, artifact.format, "int8", chosen)
+    record_step(models.artifact_dir, f"quantize:{artifact.file}", inputs, sha256_json(key), [artifact.file], 0.0)
+    artifact.keep_float, artifact.bytes = sorted(kept), path.stat().st_size
+    artifact.sha256, artifact.check, artifact.reused = sha256_file(path), agreement.to_dict(), False
 
 
 def _calibration_record(calibration) -> dict[str, Any] | None:
@@ -503,7 +350,7 @@ def _io_of(path: Path) -> dict[str, Any]:
     return {"input": describe(proto.graph.input[0]), "output": describe(proto.graph.output[0]), "opset": opset}
 
 
-def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: QuantizeConfig,
+def _convert(fmt: str, precision: str, models: PreparedModels, tmp: Path, options: QuantizeConfig,
              say: Callable[[str], None]) -> None:
     """Write one export to `tmp`."""
     if fmt == "tflite":
@@ -528,101 +375,3 @@ def _convert(fmt: str, precision: str, models: _Models, tmp: Path, options: Quan
     onnx_export.save(proto, tmp)
 
 
-def tflite_int8(models: _Models, keep: tuple[str, ...] | list[str], io: str, graph: str) -> bytes:
-    """Full-integer TFLite model with the `keep` layers (and their fused activations) in float, shaped as
-    `graph` asks (export/int8_graph.py)."""
-    from mnetdeploy.export.tflite import quantize_calibrated
-
-    # The layers the graph keeps float run with their exact float weights (not snapped to the int8 grid):
-    # which ops those are depends on the structure only, so the first calibration tells.
-    keep = tuple(sorted({*keep, *graph_float_layers(models, models.tflite_calibrated(keep), graph)}))
-    calibrated = models.tflite_calibrated(keep)
-    return quantize_calibrated(calibrated, io, tflite_keep_float(calibrated, models.snapped(keep), keep), graph)
-
-
-def graph_float_layers(models: _Models, calibrated: bytes, graph: str) -> set[str]:
-    """Weighted Keras layers whose ops the int8 `graph` keeps float (export/int8_graph.py)."""
-    from mnetdeploy.export.int8_graph import float_ops
-    from mnetdeploy.export.tflite import keras_layer_of
-    from mnetdeploy.quantize.analysis import _weighted_names
-
-    snapped = models.snapped()
-    weighted = _weighted_names(snapped)
-    names = {l.name for l in snapped.layers}
-    return {layer for t in float_ops(calibrated, graph)
-            if (layer := keras_layer_of(t, names, weighted)) in weighted}
-
-
-def onnx_int8(models: _Models, keep: tuple[str, ...] | list[str], method: str, out: Path) -> None:
-    """QDQ int8 ONNX model with the `keep` layers in float, written to `out`."""
-    from mnetdeploy.quantize.onnx_static import quantize_static_int8
-
-    source = models.onnx_snapped(keep)
-    nodes = onnx_keep_float(source["proto"], models.snapped(keep), keep)
-    quantize_static_int8(source["path"], out, models.calibration.array, method, nodes)
-
-
-def _layer_groups(model, names: tuple[str, ...] | list[str]) -> dict[str, set[str]]:
-    """Each requested layer with the layers fused into the same op (a conv and the activation right after
-    it), checking that the names exist."""
-    import difflib
-
-    from mnetdeploy.quantize.graph import only_consumer, producers_and_consumers
-
-    existing = {l.name for l in model.layers}
-    _, consumers = producers_and_consumers(model)
-    groups = {}
-    for name in names:
-        if name not in existing:
-            guess = difflib.get_close_matches(name, sorted(existing), n=1)
-            hint = f"; did you mean '{guess[0]}'?" if guess else ""
-            raise UserError(f"--keep-float: no layer named '{name}' in the model{hint} "
-                            "(names as in `mnetdeploy info` or quant_analysis.json)")
-        group = {name}
-        layer = model.get_layer(name)
-        after = only_consumer(layer, consumers)
-        if after is not None and after.__class__.__name__ in ("ReLU", "Activation"):
-            group.add(after.name)
-        groups[name] = group
-    return groups
-
-
-def tflite_keep_float(calibrated: bytes, snapped, names) -> list[str]:
-    """TFLite op output tensors to denylist for the Keras layers `names`."""
-    if not names:
-        return []
-    from mnetdeploy.export.tflite import keras_layer_of, op_outputs
-
-    groups = _layer_groups(snapped, names)
-    layer_names = {l.name for l in snapped.layers}
-    tensors = []
-    for name, group in groups.items():
-        hits = [o["tensor"] for o in op_outputs(calibrated)
-                if set(_all_layers(o["tensor"], layer_names, keras_layer_of)) & group]
-        if not hits:
-            raise UserError(f"--keep-float: layer '{name}' has no operator of its own in the TFLite model "
-                            "(it is folded into another); name the conv layer instead")
-        tensors += hits
-    return tensors
-
-
-def _all_layers(tensor_name: str, layer_names: set[str], keras_layer_of) -> list[str]:
-    return [l for part in tensor_name.split(";") if (l := keras_layer_of(part, layer_names))]
-
-
-def onnx_keep_float(proto, snapped, names) -> list[str]:
-    """ONNX node names to exclude from quantization for the Keras layers `names`."""
-    if not names:
-        return []
-    from mnetdeploy.export.onnx import node_layer_names
-
-    groups = _layer_groups(snapped, names)
-    mapping = node_layer_names(proto, {l.name for l in snapped.layers})
-    nodes = []
-    for name, group in groups.items():
-        hits = [node for node, layer in mapping.items() if layer in group]
-        if not hits:
-            raise UserError(f"--keep-float: layer '{name}' has no node of its own in the ONNX model; "
-                            "name the conv layer instead")
-        nodes += hits
-    return nodes

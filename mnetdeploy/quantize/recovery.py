@@ -21,7 +21,7 @@ import numpy as np
 
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import EXTENSIONS
-from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json
+from mnetdeploy.quantize.models import onnx_int8, predict, tflite_int8, tflite_keep_float, weighted_names
 
 MAX_KEPT = 8          # give up after this many float layers (beyond it int8 is the wrong tool)
 LATENCY_RUNS = 50
@@ -93,34 +93,34 @@ def _measure(path: Path, eval_set: EvalSet, float_top1: float, float_pred: np.nd
 
 def rank_candidates(models, options, say) -> list[str]:
     """Conv/dense layers, most harmful first (lowest own SQNR in TFLite's per-layer debugger)."""
-    from mnetdeploy.quantize.analysis import analyze_tflite, _weighted_names
-    from mnetdeploy.quantize.pipeline import tflite_keep_float
+    from mnetdeploy.quantize.analysis import analyze_tflite
 
     say("ranking layers by their own int8 error")
     keep = options.keep_float
     calibrated, snapped = models.tflite_calibrated(keep), models.snapped(keep)
     rows = analyze_tflite(calibrated, snapped, models.check_images[:16], tflite_keep_float(calibrated, snapped, keep),
                           options.int8_graph)
-    weighted = _weighted_names(snapped)
+    weighted = weighted_names(snapped)
     scored = [r for r in rows if r["layer"] in weighted and r.get("own_sqnr_db") is not None
               and r["layer"] not in options.keep_float]
     scored.sort(key=lambda r: r["own_sqnr_db"])
     return [r["layer"] for r in scored]
 
 
-def recover(models, options, eval_set: EvalSet, max_drop: float, results: list, progress=None) -> dict[str, Any]:
-    """Greedy keep-float search per int8 format; replaces model_int8.* when layers had to be kept."""
-    from mnetdeploy.artifacts import record_step
-    from mnetdeploy.quantize.pipeline import _predict
-
+def recover(models, options, eval_set: EvalSet, max_drop: float, results: list, progress=None
+            ) -> tuple[dict[str, Any], dict[str, tuple[bytes, list[str]]]]:
+    """Greedy keep-float search per int8 format. Returns the report and, per int8 file that needed layers
+    kept in float to meet `max_drop`, the replacement model's bytes and the kept layers; the caller (the
+    quantize step) installs them, so files and the manifest are written in one place."""
     say: Callable[[str], None] = progress or (lambda _msg: None)
     say("evaluating the float model")
-    float_out = _predict(models.original, eval_set.array)
+    float_out = predict(models.original, eval_set.array)
     float_top1 = top1(float_out, eval_set.labels)
     float_pred = np.argmax(float_out, 1)
     report: dict[str, Any] = {"max_drop": max_drop, "eval": eval_set.describe(), "float_top1": round(float_top1, 2),
                               "formats": {}}
     ranking = None
+    replacements: dict[str, tuple[bytes, list[str]]] = {}
     for result in results:
         if result.precision != "int8":
             continue
@@ -146,39 +146,16 @@ def recover(models, options, eval_set: EvalSet, max_drop: float, results: list, 
                 steps.append({"keep_float": list(kept), **measured})
                 if measured["drop"] <= max_drop:
                     entry.update(met=True, kept=list(kept))
-                    _replace_artifact(models, options, result, attempt, kept, record_step)
+                    replacements[result.file] = (attempt.read_bytes(), list(kept))
                     break
         first, last = steps[0], steps[-1]
         entry["cost"] = {"bytes": last["bytes"] - first["bytes"],
                          "latency_ms_p50": round(last["latency_ms_p50"] - first["latency_ms_p50"], 3)}
-    return report
+    return report, replacements
 
 
 def _write_int8(fmt: str, models, options, kept: list[str], path: Path) -> None:
-    from mnetdeploy.quantize.pipeline import onnx_int8, tflite_int8
-
     if fmt == "tflite":
         path.write_bytes(tflite_int8(models, kept, options.io, options.int8_graph))
     else:
         onnx_int8(models, kept, options.onnx_calib, path)
-
-
-def _replace_artifact(models, options, result, attempt: Path, kept: list[str], record_step) -> None:
-    """The chosen mixed-precision model becomes model_int8.*, checked and recorded like any export."""
-    from dataclasses import replace
-
-    from mnetdeploy.export.validate import check_export
-    from mnetdeploy.quantize.pipeline import int8_inputs
-
-    path = models.artifact_dir / result.file
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(attempt.read_bytes())
-        agreement = check_export(tmp, "int8", models.reference, models.check_images, result.file)
-    chosen = options.model_copy(update={"keep_float": list(kept)})
-    inputs, key = int8_inputs(models, result.format, chosen)
-    record_step(models.artifact_dir, f"quantize:{result.file}", inputs, sha256_json(key), [result.file], 0.0)
-    result.keep_float = sorted(kept)
-    result.bytes = path.stat().st_size
-    result.sha256 = sha256_file(path)
-    result.check = agreement.to_dict()
-    result.reused = False

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from mnetdeploy.quantize.graph import clone_layer, inbound, rebuild
+from mnetdeploy.arch.graph import clone_layer, inbound, rebuild
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
 INT8_MAX = 127
