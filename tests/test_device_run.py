@@ -1,0 +1,71 @@
+"""`mnetdeploy run` and `sweep` benchmark on devices from a config alone (device settings live in the config).
+
+The Android stand-in (real adb client and server, arm64 userland under qemu, benchmark_model stand-in running
+real aarch64 LiteRT) and the same device without getprop (an adb-linux board, the Python runner). Timings
+under emulation mean nothing; what is tested is that the results come from the device named in the config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mnetdeploy.cli import cli
+
+pytestmark = pytest.mark.slow
+STANDIN_BINARY = Path(__file__).resolve().parent / "device_standin" / "benchmark_model_standin.py"
+BOARD_DF = ("Filesystem     1K-blocks    Used Available Use% Mounted on\n"
+            "/dev/root       30000000 9000000  21000000  30% /\n")
+
+
+def device_config(path: Path, session, device: str, **bench) -> Path:
+    """A config that says everything: the model, what to export and where and how to benchmark it."""
+    port = session.env["ANDROID_ADB_SERVER_PORT"]
+    path.write_text(yaml.safe_dump({
+        "output": str(path.parent / "artifacts"),
+        "model": {"arch": "v1", "alpha": 0.25, "resolution": 96, "classes": 10},
+        "quantize": {"formats": ["tflite"], "precisions": ["fp32"], "num_calib": 4},
+        "bench": {"devices": [device], "adb_server": f"127.0.0.1:{port}", "runs": 3, "warmup": 1,
+                  "min_seconds": 0, "max_temp": 90, **bench},
+        "sweep": {"alphas": [0.25], "resolutions": [96], "out": str(path.parent / "sweep")},
+    }))
+    return path
+
+
+def invoke(session, *args: str):
+    # Only the adb key's HOME comes from the environment; the server, serial and binary come from the config.
+    return CliRunner().invoke(cli, list(args), env={"HOME": session.env["HOME"], "ANDROID_ADB_SERVER_PORT": None,
+                                                     "ANDROID_SERIAL": None, "ADB": None})
+
+
+def test_run_benchmarks_on_the_android_device_named_in_the_config(adb_standin_arm64, tmp_path):
+    session = adb_standin_arm64
+    config = device_config(tmp_path / "phone.yaml", session, "android", benchmark_binary=str(STANDIN_BINARY))
+    result = invoke(session, "run", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    bench = next(s for s in data["steps"] if s["name"] == "bench")
+    assert bench["status"] == "ran"
+    (record,) = json.loads((Path(data["artifact_dir"]) / "results" / "bench.json").read_text())
+    assert record["device"] == f"android:{session.serial}" and record["runtime"] == "benchmark_model"
+    assert record["execution"]["parameters"]["Stand-in machine"] == "aarch64"   # ran on the device, as ARM code
+
+
+def test_sweep_benchmarks_on_an_adb_linux_board_from_the_config(adb_standin_arm64, tmp_path):
+    session = adb_standin_arm64
+    session.host_path("/system/bin/getprop").unlink()                 # no Android: a Linux board over adb
+    session.host_path("/system/bin/df").write_text(BOARD_DF)
+    config = device_config(tmp_path / "board.yaml", session, "adb-linux")
+    result = invoke(session, "sweep", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    state = json.loads(result.stdout)
+    (row,) = state["rows"]
+    assert row["device"] == "adb-linux" and row["precision"] == "fp32" and row["p50_ms"] > 0
+    point = next(iter(state["points"].values()))
+    results = json.loads((Path(point["artifact_dir"]) / "results" / "bench.json").read_text())
+    assert [r["device"] for r in results] == [f"adb-linux:{session.serial}"]
+    assert results[0]["environment"]["machine"] == "aarch64"
