@@ -398,6 +398,11 @@ def run(config, force, as_json):
         con = stdout_console()
         con.print(pipeline_table(result.steps))
         con.print(f"report: {result.artifact_dir / 'report.html'}")
+        from mnetdeploy.gate import load_notes
+
+        gated = next((s.data.get("gate") for s in result.steps if s.name == "gate"), None) or {}
+        for line in load_notes(gated.get("checks") or []):
+            con.print(line, soft_wrap=True, highlight=False)
     if result.gate_passed is False:
         raise click.exceptions.Exit(EXIT_INCONCLUSIVE if result.gate_verdict == "inconclusive" else EXIT_FAILED)
 

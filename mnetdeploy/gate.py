@@ -339,7 +339,9 @@ def _latency_checks(rule: Rule, report: Report, artifacts: list[dict[str, Any]],
                     "latency", budget, rule.title, report.name, artifact["file"], float(measured), limit, "ms",
                     "pass" if measured <= limit else "fail", margin, pct, device=result.get("device"),
                     threads=result.get("threads"), runtime=result.get("runtime"), xnnpack=result.get("xnnpack"),
-                    details={"runs": result.get("runs"), "timestamp": result.get("timestamp")}))
+                    details={"runs": result.get("runs"), "timestamp": result.get("timestamp"),
+                             # kept so a failure on a loaded machine can say so (load_notes)
+                             "warnings": list(result.get("warnings") or []), "directory": report.directory}))
     return checks
 
 
@@ -598,7 +600,25 @@ def check_notes(result: GateResult) -> list[str]:
               f"{100 * c.details['min_detectable_slowdown']:.0f} % (max_slowdown "
               f"{100 * c.details['max_slowdown']:.0f} %)"
               for c in result.checks if c.kind == "regression" and "min_detectable_slowdown" in c.details]
+    lines += load_notes([c.to_dict() for c in result.failed])
     return lines + [f"note: {n}" for n in result.notes]
+
+
+def load_notes(checks: list[dict[str, Any]]) -> list[str]:
+    """For failed latency checks measured while the machine was loaded: say so, and how to re-measure. A busy
+    machine inflates latencies, and `mnetdeploy run` reuses its cached benchmark until told otherwise, so
+    without this line a rerun fails identically with nothing pointing at the cause."""
+    lines = []
+    for c in checks:
+        loaded = [w for w in (c.get("details") or {}).get("warnings") or [] if "load average" in str(w)]
+        if c.get("kind") != "latency" or c.get("verdict") != "fail" or not loaded:
+            continue
+        model = Path(str(c["details"].get("directory") or ".")) / str(c.get("artifact"))
+        threads = f" --threads {c['threads']}" if c.get("threads") else ""
+        lines.append(f"note: {c.get('artifact')} {c.get('budget')} was measured on a loaded machine ({loaded[0]}); "
+                     f"re-measure when it is quieter: `mnetdeploy bench {model}{threads}` then `mnetdeploy report "
+                     f"{model.parent}` (`mnetdeploy run` reuses its cached benchmark unless given --force)")
+    return list(dict.fromkeys(lines))
 
 
 def junit_xml(result: GateResult) -> bytes:
@@ -660,4 +680,4 @@ def write_junit(path: str | Path, result: GateResult) -> None:
 
 
 __all__ = ["gate", "evaluate", "compare_latency", "Check", "GateResult", "Report", "results_table", "junit_xml",
-           "write_junit", "check_notes", "fp32_reference"]
+           "write_junit", "check_notes", "fp32_reference", "load_notes"]
