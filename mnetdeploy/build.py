@@ -19,9 +19,10 @@ from mnetdeploy import __version__
 from mnetdeploy.arch.plan import Network, plan_network
 from mnetdeploy.artifacts import CONFIG, KERAS_MODEL, SUMMARY, read_json, record_step, step_is_fresh, tool_fingerprint
 from mnetdeploy.config import Config
-from mnetdeploy.errors import CheckFailed
+from mnetdeploy.errors import CheckFailed, ConfigError
 from mnetdeploy.fsutil import atomic_dir, sha256_file, sha256_json, write_json, write_text
 
+MAX_SEED = 2**32 - 1
 INIT_IMAGES = 32  # images in the data-dependent init pass; fewer leaves the 1x1 head statistics noisy
 
 
@@ -56,6 +57,10 @@ def build(config: Config, force: bool = False, progress: Callable[[str], None] |
     """Build (or reuse) the model described by `config` in `config.artifact_dir`."""
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
+    # Keras/NumPy seeds are 32-bit; a larger one would fail deep inside set_random_seed after the plan.
+    # (config.py's ModelConfig.seed should carry this bound itself; until then it is checked here.)
+    if not 0 <= config.model.seed <= MAX_SEED:
+        raise ConfigError(f"model.seed {config.model.seed}: must be between 0 and {MAX_SEED} (2**32 - 1)")
     net = plan_from_config(config)
     inputs = build_inputs(config)
     inputs_hash = sha256_json(inputs)

@@ -31,6 +31,16 @@ class _Group(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except OSError as e:
+            # A read-only, full or forbidden place that no atomic writer named yet (fsutil names the ones
+            # it writes): still the user's to fix, so one line with the path and exit 2.
+            from mnetdeploy.fsutil import write_error
+
+            error = write_error(e.filename, e) if e.filename and not debug else None
+            if error is None:
+                raise
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing half-written was kept", err=True)
             ctx.exit(130)
@@ -40,6 +50,17 @@ class _Group(click.Group):
             click.echo(f"error: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
                        "(rerun with --debug for the traceback)", err=True)
             ctx.exit(EXIT_FAILED)
+
+
+def _load_config(path, overrides=None):
+    """config.load_config, with a binary or UTF-16 file refused by name (config.py reads it as UTF-8 and
+    would fail with an anonymous UnicodeDecodeError)."""
+    from mnetdeploy.config import load_config as load
+    from mnetdeploy.fsutil import read_text
+
+    if path is not None and Path(path).is_file():
+        read_text(path, "config")
+    return load(path, overrides)
 
 
 def _emit_json(obj) -> None:
@@ -76,10 +97,10 @@ def cli(debug: bool) -> None:
 def build(config, as_json, force, **options):
     """Build a MobileNet from CONFIG (a YAML file) and/or options; options override the file."""
     from mnetdeploy.build import build as build_model
-    from mnetdeploy.config import CLI_KEYS, load_config
+    from mnetdeploy.config import CLI_KEYS
     from mnetdeploy.report.console import print_model_summary, stderr_console, stdout_console
 
-    cfg = load_config(config, {CLI_KEYS[k]: v for k, v in options.items()})
+    cfg = _load_config(config, {CLI_KEYS[k]: v for k, v in options.items()})
     console = stderr_console()
     with console.status("building") as status:
         result = build_model(cfg, force=force, progress=lambda msg: status.update(msg))
@@ -131,13 +152,14 @@ def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, 
     from mnetdeploy.evaluate import evaluate
     from mnetdeploy.report.console import eval_table, stdout_console
 
-    from mnetdeploy.results import store_results
-
     results = evaluate(list(models), data_dir, labels=labels, label_offset=label_offset, limit=limit,
                        skip_first=skip_first, reference=reference, threads=threads, resolution=resolution)
-    store_results("eval", [r.to_dict() for r in results])  # models in artifact dirs keep their accuracy
+    # Models in artifact dirs keep their accuracy; a directory that cannot take it (read-only, full) must not
+    # cost the finished evaluation: it is printed first, then the error.
+    _, unstored = _store("eval", [r.to_dict() for r in results])
     if as_json:
         _emit_json([r.to_dict() for r in results])
+        _raise_if(unstored)
         return
     con = stdout_console()
     con.print(eval_table(results))
@@ -146,6 +168,24 @@ def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, 
               f"skip-first {data['skip_first']})  sha256 {data['hash'][:16]}  labels {data['labels']}")
     if data["skipped"]:
         con.print(f"warning: {data['skipped']} unreadable image(s) skipped, e.g. {data['skipped_files'][0]}")
+    _raise_if(unstored)
+
+
+def _store(kind: str, records: list[dict], out: str | None = None) -> "tuple[list[Path], UserError | None]":
+    """store_results, returning (not raising) the one-line error of an artifact directory that cannot take
+    them, so the command can still print what it measured (and has written to --out)."""
+    from mnetdeploy.results import store_results
+
+    try:
+        return store_results(kind, records), None
+    except UserError as e:
+        also = f" and in {out}" if out else ""
+        return [], UserError(f"{e} (results printed above{also}, not kept with the model)")
+
+
+def _raise_if(error: "UserError | None") -> None:
+    if error is not None:
+        raise error
 
 
 @cli.command()
@@ -212,7 +252,6 @@ def bench(ctx, models, device, runtime, threads, warmup, runs, min_seconds, no_x
     from mnetdeploy.bench import bench_progress, check_device, find_models, results_table, run_benchmark
     from mnetdeploy.fsutil import write_json
     from mnetdeploy.report.console import stderr_console, stdout_console
-    from mnetdeploy.results import store_results
 
     check_device(device)
     extra = _device_settings(device, device_options)
@@ -230,11 +269,19 @@ def bench(ctx, models, device, runtime, threads, warmup, runs, min_seconds, no_x
                                          threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds,
                                          xnnpack=not no_xnnpack, inputs=inputs, seed=seed, **extra))
     dicts = [r.to_dict() for r in results]
+    # Models inside artifact directories: kept there for report/gate. A place that cannot take them
+    # (read-only, full) must not lose minutes of finished measurement: print them (and --out), then the error.
+    unwritten = None
     if out:
-        write_json(out, dicts)
-    kept = store_results("bench", dicts)  # models inside artifact directories: kept there for report/gate
+        try:
+            write_json(out, dicts)
+        except UserError as e:
+            unwritten = UserError(f"{e} (results printed above)")
+    kept, unstored = _store("bench", dicts, None if unwritten or not out else out)
+    unstored = unwritten or unstored
     if as_json:
         _emit_json(dicts)
+        _raise_if(unstored)
         return
     con = stdout_console()
     con.print(results_table(results))
@@ -247,8 +294,9 @@ def bench(ctx, models, device, runtime, threads, warmup, runs, min_seconds, no_x
         con.print(f"note: {note}", soft_wrap=True, highlight=False)
     for path in kept:
         con.print(f"kept in {path}", highlight=False)
-    if out:
+    if out and not unwritten:
         con.print(f"wrote {out}")
+    _raise_if(unstored)
 
 
 def _bench_against(ctx, paths, against, *, device, runtime, threads, warmup, runs, min_seconds, xnnpack, inputs,
@@ -329,8 +377,6 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
     from mnetdeploy.report.console import stdout_console
 
     result = run_gate(list(reports), budgets_path, list(baselines))
-    if junit:
-        write_junit(junit, result)
     if as_json:
         _emit_json(result.to_dict())
     else:
@@ -339,7 +385,9 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
         for line in check_notes(result):
             con.print(line, soft_wrap=True, highlight=False)
         con.print(result.summary(), soft_wrap=True, highlight=False)
-        if junit:
+    if junit:  # after the verdict is printed: a JUnit path that cannot be written does not hide it
+        write_junit(junit, result)
+        if not as_json:
             con.print(f"wrote {junit}")
     if result.verdict != "pass":
         if as_json:
@@ -385,11 +433,10 @@ def report(targets, out_dir, as_json):
 def run(config, force, as_json):
     """The whole job: build, quantize/export, eval (when the config names data), bench, report, and gate
     (when it names budgets). Steps whose inputs did not change are reused. Exit 1 when the gate fails."""
-    from mnetdeploy.config import load_config
     from mnetdeploy.pipeline import run_pipeline
     from mnetdeploy.report.console import pipeline_table, stderr_console, stdout_console
 
-    cfg = load_config(config)
+    cfg = _load_config(config)
     with stderr_console().status("running") as status:
         result = run_pipeline(cfg, force=force, progress=lambda msg: status.update(msg))
     if as_json:
@@ -560,19 +607,18 @@ def sweep(config, arch, alphas, resolutions, precisions, threads, devices, data,
     Resumable: rerun the same command after an interruption; finished points are skipped.
     Builds run in parallel with --jobs (or on Dask/Ray with --executor); benchmarks never share a device.
     """
-    from mnetdeploy.config import load_config
     from mnetdeploy.report.console import stderr_console, stdout_console
-    from mnetdeploy.sweep import Budgets, Grid, SweepOptions, load_executor, parse_list, run_sweep
+    from mnetdeploy.sweep import Budgets, Grid, SweepOptions, parse_list, run_sweep
     from mnetdeploy.sweep_report import console_table
 
-    base = load_config(config, {"model.arch": arch, "model.weights": weights, "eval.data": data,
+    base = _load_config(config, {"model.arch": arch, "model.weights": weights, "eval.data": data,
                                 "eval.limit": limit, "bench.runs": runs, "bench.min_seconds": min_seconds,
                                 "bench.warmup": warmup, "quantize.num_calib": num_calib})
     grid = Grid(base.model.arch, parse_list(alphas, float, "--alpha"), parse_list(resolutions, int, "--res"),
                 parse_list(precisions, str, "--precisions"), parse_list(threads, int, "--threads"),
                 tuple(devices) or tuple(base.bench.devices))
     options = SweepOptions(out=out or str(Path("sweeps") / grid.arch), jobs=jobs, max_points=max_points,
-                           executor=load_executor(executor, jobs) if executor else None,
+                           executor=_executor(executor, jobs) if executor else None,
                            budgets=Budgets(budget_latency_ms, budget_size_kb, min_top1))
     with stderr_console().status("sweeping") as status:
         state = run_sweep(base, grid, options, progress=lambda msg: status.update(msg))
@@ -589,6 +635,25 @@ def sweep(config, arch, alphas, resolutions, precisions, threads, devices, data,
                                                          for a, v in f["residual_pct_by_alpha"].items()),
                   highlight=False)
     con.print(f"{state['accuracy']['note']}\nreport: {Path(options.out) / 'sweep.html'}", highlight=False)
+
+
+def _executor(spec: str, jobs: int):
+    """sweep.load_executor, with a factory that cannot be called as FACTORY(jobs), or returns something that is
+    not an executor, refused by name before any point is built (not an internal error mid-sweep)."""
+    from mnetdeploy.sweep import load_executor
+
+    try:
+        executor = load_executor(spec, jobs)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"sweep --executor {spec}: calling it as FACTORY({jobs}) failed ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); it must take the job count and return an "
+                        "executor (see `pydoc mnetdeploy.sweep`)") from None
+    if not callable(executor):
+        raise UserError(f"sweep --executor {spec}: FACTORY({jobs}) returned a {type(executor).__name__}, not an "
+                        "executor (a callable run(fn, jobs); see `pydoc mnetdeploy.sweep`)")
+    return executor
 
 
 def main() -> None:
