@@ -98,12 +98,11 @@ def build(config, as_json, force, **options):
     """Build a MobileNet from CONFIG (a YAML file) and/or options; options override the file."""
     from mnetdeploy.build import build as build_model
     from mnetdeploy.config import CLI_KEYS
-    from mnetdeploy.report.console import print_model_summary, stderr_console, stdout_console
+    from mnetdeploy.report.console import print_model_summary, progress, stderr_console, stdout_console
 
     cfg = _load_config(config, {CLI_KEYS[k]: v for k, v in options.items()})
-    console = stderr_console()
-    with console.status("building") as status:
-        result = build_model(cfg, force=force, progress=lambda msg: status.update(msg))
+    with progress(stderr_console(), "building") as say:
+        result = build_model(cfg, force=force, progress=say)
     summary = dict(result.summary, artifact_dir=str(result.artifact_dir), reused=result.reused,
                    seconds=round(result.seconds, 3), notes=result.notes)
     if as_json:
@@ -304,7 +303,7 @@ def _bench_against(ctx, paths, against, *, device, runtime, threads, warmup, run
     """`bench MODEL --against BASELINE`: the sequential A/B comparison (bench/sequential.py)."""
     from mnetdeploy.bench.sequential import compare_models
     from mnetdeploy.fsutil import write_json
-    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.report.console import progress, stderr_console, stdout_console
 
     if len(paths) != 1:
         raise UserError(f"--against compares one model with its baseline; got {len(paths)} models "
@@ -313,11 +312,11 @@ def _bench_against(ctx, paths, against, *, device, runtime, threads, warmup, run
     if not baseline.is_file():
         raise UserError(f"--against {baseline}: no such file; pass the baseline .tflite/.onnx")
     err = stderr_console()
-    with err.status("A/B rounds") as status:
+    with progress(err, "A/B rounds") as say:
         result = compare_models(paths[0], baseline, max_slowdown=max_slowdown, max_rounds=max_rounds,
                                 max_seconds=max_seconds, device=device, threads=threads, runs=runs,
                                 min_seconds=min_seconds, runtime=runtime, warmup=warmup, xnnpack=xnnpack,
-                                inputs=inputs, seed=seed, progress=status.update, **extra)
+                                inputs=inputs, seed=seed, progress=say, **extra)
     data = result.to_dict()
     if out:
         write_json(out, data)
@@ -434,11 +433,11 @@ def run(config, force, as_json):
     """The whole job: build, quantize/export, eval (when the config names data), bench, report, and gate
     (when it names budgets). Steps whose inputs did not change are reused. Exit 1 when the gate fails."""
     from mnetdeploy.pipeline import run_pipeline
-    from mnetdeploy.report.console import pipeline_table, stderr_console, stdout_console
+    from mnetdeploy.report.console import pipeline_table, progress, stderr_console, stdout_console
 
     cfg = _load_config(config)
-    with stderr_console().status("running") as status:
-        result = run_pipeline(cfg, force=force, progress=lambda msg: status.update(msg))
+    with progress(stderr_console(), "running") as say:
+        result = run_pipeline(cfg, force=force, progress=say)
     if as_json:
         _emit_json(result.to_dict())
     else:
@@ -494,7 +493,7 @@ def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, 
     from mnetdeploy.quantize import quantize as run_quantize
     from mnetdeploy.quantize.console import (analysis_table, artifacts_table, calibration_line, preparation_lines,
                                              recovery_table)
-    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.report.console import progress, stderr_console, stdout_console
 
     def split(text):
         return tuple(v.strip() for v in text.split(",") if v.strip())
@@ -503,10 +502,10 @@ def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, 
                               int8_graph=int8_graph, bias_correction=bias_correction, rounding=rounding,
                               keep_float=tuple(v for item in keep_float for v in split(item)))
     err = stderr_console()
-    with err.status("quantizing") as status:
+    with progress(err, "quantizing") as say:
         result = run_quantize(model_or_dir, options, calib_dir=calib_dir, num_calib=num_calib, seed=seed,
                               force=force, analyze=analyze, eval_data=eval_data, max_drop=max_drop,
-                              progress=lambda msg: status.update(msg))
+                              progress=say)
     data = result.to_dict()
     for warning in result.warnings:
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
@@ -607,7 +606,7 @@ def sweep(config, arch, alphas, resolutions, precisions, threads, devices, data,
     Resumable: rerun the same command after an interruption; finished points are skipped.
     Builds run in parallel with --jobs (or on Dask/Ray with --executor); benchmarks never share a device.
     """
-    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.report.console import progress, stderr_console, stdout_console
     from mnetdeploy.sweep import Budgets, Grid, SweepOptions, parse_list, run_sweep
     from mnetdeploy.sweep_report import console_table
 
@@ -620,8 +619,8 @@ def sweep(config, arch, alphas, resolutions, precisions, threads, devices, data,
     options = SweepOptions(out=out or str(Path("sweeps") / grid.arch), jobs=jobs, max_points=max_points,
                            executor=_executor(executor, jobs) if executor else None,
                            budgets=Budgets(budget_latency_ms, budget_size_kb, min_top1))
-    with stderr_console().status("sweeping") as status:
-        state = run_sweep(base, grid, options, progress=lambda msg: status.update(msg))
+    with progress(stderr_console(), "sweeping") as say:
+        state = run_sweep(base, grid, options, progress=say)
     if as_json:
         _emit_json(state)
         return
