@@ -372,7 +372,7 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
     regression.max_slowdown), 2 on bad input, 3 when a latency comparison is too noisy to decide at
     max_slowdown (regression.on_inconclusive: warn | fail changes that). The decision rule is documented in
     mnetdeploy/gate.py."""
-    from mnetdeploy.gate import check_notes, gate as run_gate, results_table, write_junit
+    from mnetdeploy.gate import check_notes, gate as run_gate, results_table, store_gate_results, write_junit
     from mnetdeploy.report.console import stdout_console
 
     result = run_gate(list(reports), budgets_path, list(baselines))
@@ -384,6 +384,10 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
         for line in check_notes(result):
             con.print(line, soft_wrap=True, highlight=False)
         con.print(result.summary(), soft_wrap=True, highlight=False)
+    try:  # the verdict kept with each gated model, for its report; never worth failing the gate over
+        store_gate_results(result)
+    except UserError as e:
+        click.echo(f"warning: {e} (the gate verdict is not kept for the report)", err=True)
     if junit:  # after the verdict is printed: a JUnit path that cannot be written does not hide it
         write_junit(junit, result)
         if not as_json:

@@ -673,6 +673,36 @@ def _xml_number(value: Any) -> str:
     return str(value)
 
 
+GATE_JSON = "gate.json"  # <artifact_dir>/results/gate.json: the last verdict, for the report to show
+
+
+def store_gate_results(result: GateResult) -> list[Path]:
+    """Keep, in each gated report's artifact directory, that model's part of the verdict (results/gate.json):
+    the report shows it, because a report that hides whether its numbers passed the budgets hides what
+    matters. Reports outside an artifact directory keep nothing."""
+    from mnetdeploy.artifacts import SUMMARY
+    from mnetdeploy.fsutil import write_json
+    from mnetdeploy.report.collect import load_report
+    from mnetdeploy.results import RESULTS_DIR
+
+    written = []
+    for path in result.reports:
+        data = load_report(_report_file(path, "report"))
+        directory = Path(str(data.get("artifact_dir") or Path(path).parent))
+        if not (directory / SUMMARY).is_file():
+            continue
+        mine = GateResult([c for c in result.checks if c.model == data.get("name")], [path], result.budgets,
+                          result.baselines, result.notes, result.on_inconclusive)
+        record = dict(mine.to_dict(), summary=mine.summary(), report_generated=data.get("generated"),
+                      gated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      failures=[f"{c.case_name}: {failure_message(c) if c.verdict == 'fail' else c.note}"
+                                for c in mine.failed] + load_notes([c.to_dict() for c in mine.failed]))
+        target = directory / RESULTS_DIR / GATE_JSON
+        write_json(target, record)
+        written.append(target)
+    return written
+
+
 def write_junit(path: str | Path, result: GateResult) -> None:
     from mnetdeploy.fsutil import write_bytes
 
@@ -680,4 +710,4 @@ def write_junit(path: str | Path, result: GateResult) -> None:
 
 
 __all__ = ["gate", "evaluate", "compare_latency", "Check", "GateResult", "Report", "results_table", "junit_xml",
-           "write_junit", "check_notes", "fp32_reference", "load_notes"]
+           "write_junit", "check_notes", "fp32_reference", "load_notes", "store_gate_results"]
