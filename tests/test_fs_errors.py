@@ -31,7 +31,8 @@ def run(*args) -> "CliRunner":
 
 def one_line_error(result, *needles: str) -> str:
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    # Progress lines ("... step", printed without a terminal) may precede the error when work had started.
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("... ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "internal error" not in lines[0] and "Traceback" not in result.output
     for needle in needles:

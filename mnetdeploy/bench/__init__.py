@@ -97,13 +97,14 @@ def bench_progress(console):
     """A progress bar per model on `console` (stderr); yields `track(path)` -> a run_benchmark progress callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if not console.is_terminal:  # CI logs and pipes: a line per model and phase instead of a bar
+    if not console.is_terminal:  # CI logs and pipes: a line per model once it runs, instead of a bar
         def lines(path: str | Path) -> Callable[[dict[str, Any]], None]:
             name = display_name(path)
 
             def update(event: dict[str, Any]) -> None:
-                if event["event"] == "phase":
-                    console.print(f"... {name}: {event['phase']}", markup=False, highlight=False, soft_wrap=True)
+                # Only once measuring starts: a model that fails to load stays a one-line error.
+                if event["event"] == "phase" and event["phase"] == "measure":
+                    console.print(f"... {name}: measuring", markup=False, highlight=False, soft_wrap=True)
             return update
         yield lines
         return

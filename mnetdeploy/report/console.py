@@ -24,8 +24,9 @@ def stderr_console() -> Console:
 @contextlib.contextmanager
 def progress(console: Console, text: str, every: float = HEARTBEAT_SECONDS) -> Iterator[Callable[[str], None]]:
     """Yield `say(message)` for a long command's steps. On a terminal: rich's spinner line (replaced in
-    place). Otherwise (CI logs, pipes): one plain line per new message and a "still ..." line every `every`
-    seconds a step runs without news, so the log shows the job is alive and where it is."""
+    place). Otherwise (CI logs, pipes): one plain line per new message ("... converting model_int8.tflite")
+    and a "still ..." line every `every` seconds a step runs without news, so the log shows the job is alive
+    and where it is."""
     if console.is_terminal:
         with console.status(text) as status:
             yield status.update
@@ -48,7 +49,7 @@ class ProgressLines:
         self.changed = time.monotonic()
         self.stop = threading.Event()
         self._lock = threading.Lock()  # update() runs in the command's thread, beat() in the heartbeat's
-        self._print(text)
+        # `text` itself is not printed: input refused before any step starts stays a one-line error.
 
     def update(self, message: str) -> None:
         with self._lock:
