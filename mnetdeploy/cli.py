@@ -79,7 +79,7 @@ def cli(debug: bool) -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="Build a MobileNet from a YAML config and/or options.")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--arch", type=click.Choice(["v1", "v2", "v3-small", "v3-large"]),
               help="Architecture (default v2 when the config does not say).")
@@ -116,7 +116,7 @@ def build(config, as_json, force, **options):
     con.print(f"{verb}: {result.artifact_dir}")
 
 
-@cli.command()
+@cli.command(short_help="Per-layer params and MACs; how exports execute.")
 @click.argument("target", type=click.Path(exists=False))
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
 def info(target, as_json):
@@ -131,7 +131,7 @@ def info(target, as_json):
     print_model_summary(stdout_console(), summary)
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Top-1/top-5 accuracy of models on labelled images.")
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
               help="Image folder: class subfolders (ImageFolder) or images with a labels.csv.")
@@ -187,7 +187,7 @@ def _raise_if(error: "UserError | None") -> None:
         raise error
 
 
-@cli.command()
+@cli.command(short_help="Latency and peak memory of .tflite/.onnx models.")
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @click.option("--device", default="host", show_default=True,
               help="host (this machine), android[:SERIAL] (benchmark_model over adb), adb-linux[:SERIAL] or "
@@ -356,7 +356,7 @@ def _device_settings(device: str, options: dict) -> dict:
     return settings
 
 
-@cli.command()
+@cli.command(short_help="Check reports against budgets (and a baseline).")
 @click.argument("reports", nargs=-1, required=True, type=click.Path())
 @click.option("--budgets", "budgets_path", required=True, type=click.Path(dir_okay=False),
               help="Budgets YAML (see configs/budgets.yaml).")
@@ -375,6 +375,8 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
     from mnetdeploy.gate import check_notes, gate as run_gate, results_table, store_gate_results, write_junit
     from mnetdeploy.report.console import stdout_console
 
+    if junit and not Path(junit).resolve().parent.is_dir():  # a typo in a CI path should not grow a tree
+        raise UserError(f"--junit {junit}: folder {Path(junit).parent} does not exist; create it or fix the path")
     result = run_gate(list(reports), budgets_path, list(baselines))
     if as_json:
         _emit_json(result.to_dict())
@@ -398,7 +400,7 @@ def gate(ctx, reports, budgets_path, baselines, junit, as_json):
         ctx.exit(EXIT_FAILED if result.verdict == "fail" else EXIT_INCONCLUSIVE)
 
 
-@cli.command()
+@cli.command(short_help="Write report.json/.md/.html for artifact directories.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(), metavar="DIR_OR_JSON...")
 @click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False),
               help="With several inputs: where comparison.md and comparison.html go.")
@@ -429,7 +431,7 @@ def report(targets, out_dir, as_json):
         con.print(f"wrote {path}", highlight=False)
 
 
-@cli.command()
+@cli.command(short_help="The whole job: build, quantize, eval, bench, report, gate.")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Redo every step even when its inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps and the gate verdict as JSON on stdout.")
@@ -457,7 +459,7 @@ def run(config, force, as_json):
         raise click.exceptions.Exit(EXIT_INCONCLUSIVE if result.gate_verdict == "inconclusive" else EXIT_FAILED)
 
 
-@cli.command()
+@cli.command(short_help="Export to TFLite/ONNX, fp32 and int8, each checked.")
 @click.argument("model_or_dir", required=False, type=click.Path())
 @click.option("--calib", "calib_dir", type=click.Path(),
               help="Folder of calibration images (searched recursively). Default: calibration/default.yaml, "
@@ -536,7 +538,7 @@ def quantize(model_or_dir, calib_dir, num_calib, seed, formats, precisions, io, 
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-@cli.command()
+@cli.command(short_help="Devices adb sees, for bench --device android.")
 @click.option("--adb", "adb_path", envvar="ADB", help="The adb client (default $ADB, else adb on PATH).")
 @click.option("--adb-server", metavar="HOST:PORT",
               help="A (remote) adb server, as adb -H HOST -P PORT (default: $ANDROID_ADB_SERVER_PORT).")
@@ -570,7 +572,7 @@ def devices(adb_path, adb_server, as_json):
             con.print(f"{d['serial']}: {d['note']}", soft_wrap=True, highlight=False)
 
 
-@cli.command()
+@cli.command(short_help="Every width x resolution x precision: table, frontier, fit.")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--arch", type=click.Choice(["v1", "v2", "v3-small", "v3-large"]),
               help="Architecture (default: the config's, else v2).")

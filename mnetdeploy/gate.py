@@ -212,6 +212,13 @@ def _report_file(path: str | Path, what: str) -> Path:
 
     path = Path(path)
     if path.is_dir():
+        from mnetdeploy.artifacts import SUMMARY
+
+        if not (path / REPORT_JSON).is_file() and not (path / SUMMARY).is_file():
+            # `mnetdeploy report` needs an artifact directory too: suggest what makes one.
+            raise UserError(f"{what} {path}: not an artifact directory (no {SUMMARY}, no {REPORT_JSON}); pass "
+                            "one made by `mnetdeploy build`/`mnetdeploy run` (e.g. artifacts/v2_1.0_224), or "
+                            "a report.json")
         if not (path / REPORT_JSON).is_file():
             raise UserError(f"{what} {path}: directory has no {REPORT_JSON}; run `mnetdeploy report {path}` first")
         return path / REPORT_JSON

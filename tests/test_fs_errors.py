@@ -168,3 +168,20 @@ def test_bad_values_are_one_line_naming_them(tmp_path):
     one_line_error(run("sweep", *SMALL[:2], "--alpha", "0.25", "--res", "96", "--executor", "math:sqrt",
                        "--out", out), "--executor math:sqrt", "not an executor")
     assert not out.exists()
+
+
+def test_gate_on_an_empty_folder_and_a_junit_path_in_a_missing_folder(model_dir, tmp_path):
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("rules:\n  - artifact: model.keras\n    max_size: 1GB\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = one_line_error(run("gate", empty, "--budgets", budgets), str(empty), "not an artifact directory")
+    assert "mnetdeploy report" not in line  # report would fail on it too
+    missing = tmp_path / "no" / "such" / "gate.xml"
+    one_line_error(run("gate", model_dir, "--budgets", budgets, "--junit", missing), "--junit", str(missing.parent))
+    assert not (tmp_path / "no").exists()
+
+
+def test_top_level_help_descriptions_are_whole():
+    listing = run("--help").stdout.split("Commands:")[1]
+    assert "..." not in listing and len(listing.strip().splitlines()) == 10
