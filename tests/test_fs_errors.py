@@ -153,7 +153,7 @@ def test_binary_and_utf16_text_files_are_refused_by_name(model_dir, tmp_path, co
     bad.write_bytes(content)
     out = tmp_path / "out"
     argv = {"build": ["build", bad, "--out", out],
-            "gate": ["gate", model_dir, "--budgets", bad, "--junit", out / "gate.xml"],
+            "gate": ["gate", model_dir, "--budgets", bad, "--junit", out],
             "eval-labels": ["eval", model_dir / "model_fp32.tflite", "--data", require(IMAGENET_SAMPLE),
                             "--labels", bad]}[command]
     one_line_error(run(*argv), str(bad), what)
