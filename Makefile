@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job end to end on the embedded default model (MobileNet v2 1.0/224): build, quantize/export,
-# benchmark, report; then the gate with the documented example budgets.
+# benchmark, report; then the gate with budgets any machine can pass (sizes: configs/budgets_demo.yaml).
+# Latency limits in milliseconds are a property of the machine: configs/budgets.yaml is the CI example.
 demo: $(STAMP)
 	$(BIN)/mnetdeploy run
-	$(BIN)/mnetdeploy gate artifacts/v2_1.0_224 --budgets configs/budgets.yaml
+	$(BIN)/mnetdeploy gate artifacts/v2_1.0_224 --budgets configs/budgets_demo.yaml
 
 # Debian packages and the arm64 device userland some tests use (idempotent, cached under build/).
 system: $(STAMP)

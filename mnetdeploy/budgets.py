@@ -165,8 +165,9 @@ def load_budgets(path: str | Path) -> Budgets:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: budgets file not found; pass --budgets FILE (example: configs/budgets.yaml)")
-    text = path.read_text()
-    return parse_budgets(text, str(path))
+    from mnetdeploy.fsutil import read_text
+
+    return parse_budgets(read_text(path, "budgets file"), str(path))
 
 
 def parse_budgets(text: str, source: str = "budgets") -> Budgets:

@@ -32,6 +32,16 @@ class _Group(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except OSError as e:
+            # A read-only, full or forbidden place that no atomic writer named yet (fsutil names the ones
+            # it writes): still the user's to fix, so one line with the path and exit 2.
+            from mnetdeploy.fsutil import write_error
+
+            error = write_error(e.filename, e) if e.filename and not debug else None
+            if error is None:
+                raise
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing half-written was kept", err=True)
             ctx.exit(130)
@@ -59,7 +69,7 @@ def cli(debug: bool) -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="Build a MobileNet from a YAML config and/or options.")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @config_options("model.arch", "model.alpha")
 @config_option("model.resolution", "--res")
@@ -73,12 +83,11 @@ def cli(debug: bool) -> None:
 def build(ctx, config, as_json, force, **_options):
     """Build a MobileNet from CONFIG (a YAML file) and/or options; options override the file."""
     from mnetdeploy.build import build as build_model
-    from mnetdeploy.report.console import print_model_summary, stderr_console, stdout_console
+    from mnetdeploy.report.console import print_model_summary, progress, stderr_console, stdout_console
 
     cfg = config_from_options(ctx, config)
-    console = stderr_console()
-    with console.status("building") as status:
-        result = build_model(cfg, force=force, progress=lambda msg: status.update(msg))
+    with progress(stderr_console(), "building") as say:
+        result = build_model(cfg, force=force, progress=say)
     summary = dict(result.summary, artifact_dir=str(result.artifact_dir), reused=result.reused,
                    seconds=round(result.seconds, 3), notes=result.notes)
     if as_json:
@@ -92,7 +101,7 @@ def build(ctx, config, as_json, force, **_options):
     con.print(f"{verb}: {result.artifact_dir}")
 
 
-@cli.command()
+@cli.command(short_help="Per-layer params and MACs; how exports execute.")
 @click.argument("target", type=click.Path(exists=False))
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON on stdout.")
 def info(target, as_json):
@@ -107,7 +116,7 @@ def info(target, as_json):
     print_model_summary(stdout_console(), summary)
 
 
-@cli.command(name="eval")
+@cli.command(name="eval", short_help="Top-1/top-5 accuracy of models on labelled images.")
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Take eval settings from this config.")
 @config_options("eval.data", "eval.labels", "eval.label_offset", "eval.limit", "eval.skip_first")
@@ -121,16 +130,18 @@ def eval_(ctx, models, config_path, reference, resolution, as_json, **_options):
     """Top-1/top-5 accuracy of Keras, TFLite or ONNX MODELs on labelled images, and their agreement."""
     from mnetdeploy.evaluate import evaluate
     from mnetdeploy.report.console import eval_table, stdout_console
-    from mnetdeploy.results import store_results
 
     e = config_from_options(ctx, config_path).eval
     if e.data is None:
         raise click.UsageError("Missing option '--data' (labelled images; or eval.data in --config).")
     results = evaluate(list(models), e.data, labels=e.labels, label_offset=e.label_offset, limit=e.limit,
                        skip_first=e.skip_first, reference=reference, threads=e.threads, resolution=resolution)
-    store_results("eval", [r.to_dict() for r in results])  # models in artifact dirs keep their accuracy
+    # Models in artifact dirs keep their accuracy; a directory that cannot take it (read-only, full) must not
+    # cost the finished evaluation: it is printed first, then the error.
+    _, unstored = _store("eval", [r.to_dict() for r in results])
     if as_json:
         _emit_json([r.to_dict() for r in results])
+        _raise_if(unstored)
         return
     con = stdout_console()
     con.print(eval_table(results))
@@ -139,9 +150,27 @@ def eval_(ctx, models, config_path, reference, resolution, as_json, **_options):
               f"skip-first {data['skip_first']})  sha256 {data['hash'][:16]}  labels {data['labels']}")
     if data["skipped"]:
         con.print(f"warning: {data['skipped']} unreadable image(s) skipped, e.g. {data['skipped_files'][0]}")
+    _raise_if(unstored)
 
 
-@cli.command()
+def _store(kind: str, records: list[dict], out: str | None = None) -> "tuple[list[Path], UserError | None]":
+    """store_results, returning (not raising) the one-line error of an artifact directory that cannot take
+    them, so the command can still print what it measured (and has written to --out)."""
+    from mnetdeploy.results import store_results
+
+    try:
+        return store_results(kind, records), None
+    except UserError as e:
+        also = f" and in {out}" if out else ""
+        return [], UserError(f"{e} (results printed above{also}, not kept with the model)")
+
+
+def _raise_if(error: "UserError | None") -> None:
+    if error is not None:
+        raise error
+
+
+@cli.command(short_help="Latency and peak memory of .tflite/.onnx models.")
 @click.argument("models", nargs=-1, required=True, type=click.Path())
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Take bench settings (devices and how to reach them, runs, ...) from this config.")
@@ -176,7 +205,6 @@ def bench(ctx, models, config_path, as_json, out, against, max_slowdown, max_rou
     from mnetdeploy.bench import bench_progress, check_device, find_models, results_table, run_benchmark
     from mnetdeploy.fsutil import write_json
     from mnetdeploy.report.console import stderr_console, stdout_console
-    from mnetdeploy.results import store_results
 
     b = config_from_options(ctx, config_path).bench
     for device in b.devices:
@@ -198,11 +226,19 @@ def bench(ctx, models, config_path, as_json, out, against, max_slowdown, max_rou
                     results.append(run_benchmark(path, device=device, progress=track(path),
                                                  settings=b.settings(device, threads)))
     dicts = [r.to_dict() for r in results]
+    # Models inside artifact directories: kept there for report/gate. A place that cannot take them
+    # (read-only, full) must not lose minutes of finished measurement: print them (and --out), then the error.
+    unwritten = None
     if out:
-        write_json(out, dicts)
-    kept = store_results("bench", dicts)  # models inside artifact directories: kept there for report/gate
+        try:
+            write_json(out, dicts)
+        except UserError as e:
+            unwritten = UserError(f"{e} (results printed above)")
+    kept, unstored = _store("bench", dicts, None if unwritten or not out else out)
+    unstored = unwritten or unstored
     if as_json:
         _emit_json(dicts)
+        _raise_if(unstored)
         return
     con = stdout_console()
     con.print(results_table(results))
@@ -215,15 +251,16 @@ def bench(ctx, models, config_path, as_json, out, against, max_slowdown, max_rou
         con.print(f"note: {note}", soft_wrap=True, highlight=False)
     for path in kept:
         con.print(f"kept in {path}", highlight=False)
-    if out:
+    if out and not unwritten:
         con.print(f"wrote {out}")
+    _raise_if(unstored)
 
 
 def _bench_against(ctx, paths, against, b, *, max_slowdown, max_rounds, max_seconds, as_json, out) -> None:
     """`bench MODEL --against BASELINE`: the sequential A/B comparison (bench/sequential.py)."""
     from mnetdeploy.bench.sequential import compare_models
     from mnetdeploy.fsutil import write_json
-    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.report.console import progress, stderr_console, stdout_console
 
     if len(paths) != 1:
         raise UserError(f"--against compares one model with its baseline; got {len(paths)} models "
@@ -235,10 +272,10 @@ def _bench_against(ctx, paths, against, b, *, max_slowdown, max_rounds, max_seco
         raise UserError(f"--against {baseline}: no such file; pass the baseline .tflite/.onnx")
     device, threads = b.devices[0], b.threads[0]
     err = stderr_console()
-    with err.status("A/B rounds") as status:
+    with progress(err, "A/B rounds") as say:
         result = compare_models(paths[0], baseline, max_slowdown=max_slowdown, max_rounds=max_rounds,
                                 max_seconds=max_seconds, device=device, settings=b.settings(device, threads),
-                                progress=status.update)
+                                progress=say)
     data = result.to_dict()
     if out:
         write_json(out, data)
@@ -256,7 +293,7 @@ def _bench_against(ctx, paths, against, b, *, max_slowdown, max_rounds, max_seco
         ctx.exit(EXIT_FAILED if result.verdict == "fail" else EXIT_INCONCLUSIVE)
 
 
-@cli.command()
+@cli.command(short_help="Check reports against budgets (and a baseline).")
 @click.argument("reports", nargs=-1, required=True, type=click.Path())
 @config_option("gate.budgets")
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(),
@@ -271,16 +308,16 @@ def gate(ctx, reports, baselines, as_json, **_options):
     regression.max_slowdown), 2 on bad input, 3 when a latency comparison is too noisy to decide at
     max_slowdown (regression.on_inconclusive: warn | fail changes that). The decision rule is documented in
     mnetdeploy/gate.py."""
-    from mnetdeploy.gate import check_notes, gate as run_gate, results_table, write_junit
+    from mnetdeploy.gate import check_notes, gate as run_gate, results_table, store_gate_results, write_junit
     from mnetdeploy.report.console import stdout_console
 
     g = config_from_options(ctx).gate
     if g.budgets is None:
         raise click.UsageError("Missing option '--budgets' (the budgets YAML, e.g. configs/budgets.yaml).")
     junit = g.junit
+    if junit and not Path(junit).resolve().parent.is_dir():  # a typo in a CI path should not grow a tree
+        raise UserError(f"--junit {junit}: folder {Path(junit).parent} does not exist; create it or fix the path")
     result = run_gate(list(reports), g.budgets, list(baselines))
-    if junit:
-        write_junit(junit, result)
     if as_json:
         _emit_json(result.to_dict())
     else:
@@ -289,7 +326,13 @@ def gate(ctx, reports, baselines, as_json, **_options):
         for line in check_notes(result):
             con.print(line, soft_wrap=True, highlight=False)
         con.print(result.summary(), soft_wrap=True, highlight=False)
-        if junit:
+    try:  # the verdict kept with each gated model, for its report; never worth failing the gate over
+        store_gate_results(result)
+    except UserError as e:
+        click.echo(f"warning: {e} (the gate verdict is not kept for the report)", err=True)
+    if junit:  # after the verdict is printed: a JUnit path that cannot be written does not hide it
+        write_junit(junit, result)
+        if not as_json:
             con.print(f"wrote {junit}")
     if result.verdict != "pass":
         if as_json:
@@ -297,7 +340,7 @@ def gate(ctx, reports, baselines, as_json, **_options):
         ctx.exit(EXIT_FAILED if result.verdict == "fail" else EXIT_INCONCLUSIVE)
 
 
-@cli.command()
+@cli.command(short_help="Write report.json/.md/.html for artifact directories.")
 @click.argument("targets", nargs=-1, required=True, type=click.Path(), metavar="DIR_OR_JSON...")
 @click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False),
               help="With several inputs: where comparison.md and comparison.html go.")
@@ -328,7 +371,7 @@ def report(targets, out_dir, as_json):
         con.print(f"wrote {path}", highlight=False)
 
 
-@cli.command()
+@cli.command(short_help="The whole job: build, quantize, eval, bench, report, gate.")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Redo every step even when its inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps and the gate verdict as JSON on stdout.")
@@ -337,22 +380,27 @@ def run(config, force, as_json):
     (when it names budgets). Steps whose inputs did not change are reused. Exit 1 when the gate fails."""
     from mnetdeploy.config import load_config
     from mnetdeploy.pipeline import run_pipeline
-    from mnetdeploy.report.console import pipeline_table, stderr_console, stdout_console
+    from mnetdeploy.report.console import pipeline_table, progress, stderr_console, stdout_console
 
     cfg = load_config(config)
-    with stderr_console().status("running") as status:
-        result = run_pipeline(cfg, force=force, progress=lambda msg: status.update(msg))
+    with progress(stderr_console(), "running") as say:
+        result = run_pipeline(cfg, force=force, progress=say)
     if as_json:
         _emit_json(result.to_dict())
     else:
         con = stdout_console()
         con.print(pipeline_table(result.steps))
         con.print(f"report: {result.artifact_dir / 'report.html'}")
+        from mnetdeploy.gate import load_notes
+
+        gated = next((s.data.get("gate") for s in result.steps if s.name == "gate"), None) or {}
+        for line in load_notes(gated.get("checks") or []):
+            con.print(line, soft_wrap=True, highlight=False)
     if result.gate_passed is False:
         raise click.exceptions.Exit(EXIT_INCONCLUSIVE if result.gate_verdict == "inconclusive" else EXIT_FAILED)
 
 
-@cli.command()
+@cli.command(short_help="Export to TFLite/ONNX, fp32 and int8, each checked.")
 @click.argument("model_or_dir", required=False, type=click.Path())
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Take quantize settings from this config (flags override it).")
@@ -370,12 +418,12 @@ def quantize(ctx, model_or_dir, config_path, force, as_json, **_options):
     from mnetdeploy.quantize import quantize as run_quantize
     from mnetdeploy.quantize.console import (analysis_table, artifacts_table, calibration_line, preparation_lines,
                                              recovery_table)
-    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.report.console import progress, stderr_console, stdout_console
 
     options = config_from_options(ctx, config_path).quantize
     err = stderr_console()
-    with err.status("quantizing") as status:
-        result = run_quantize(model_or_dir, options, force=force, progress=lambda msg: status.update(msg))
+    with progress(err, "quantizing") as say:
+        result = run_quantize(model_or_dir, options, force=force, progress=say)
     data = result.to_dict()
     for warning in result.warnings:
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
@@ -402,7 +450,7 @@ def quantize(ctx, model_or_dir, config_path, force, as_json, **_options):
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-@cli.command()
+@cli.command(short_help="Devices adb sees, for bench --device android.")
 @click.option("--adb", "adb_path", help="The adb client (default $ADB, else adb on PATH).")
 @click.option("--adb-server", metavar="HOST:PORT",
               help="A (remote) adb server, as adb -H HOST -P PORT (default: $ANDROID_ADB_SERVER_PORT).")
@@ -436,7 +484,7 @@ def devices(adb_path, adb_server, as_json):
             con.print(f"{d['serial']}: {d['note']}", soft_wrap=True, highlight=False)
 
 
-@cli.command()
+@cli.command(short_help="Every width x resolution x precision: table, frontier, fit.")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @config_option("model.arch")
 @config_option("sweep.alphas", "--alpha")
@@ -460,7 +508,7 @@ def sweep(ctx, config, executor, as_json, **_options):
     Resumable: rerun the same command after an interruption; finished points are skipped.
     Builds run in parallel with --jobs (or on Dask/Ray with --executor); benchmarks never share a device.
     """
-    from mnetdeploy.report.console import stderr_console, stdout_console
+    from mnetdeploy.report.console import progress, stderr_console, stdout_console
     from mnetdeploy.sweep import load_executor, run_sweep, sweep_plan
     from mnetdeploy.sweep_report import console_table
 
@@ -468,8 +516,8 @@ def sweep(ctx, config, executor, as_json, **_options):
     grid, options = sweep_plan(base)
     if executor:
         options.executor = load_executor(executor, options.jobs)
-    with stderr_console().status("sweeping") as status:
-        state = run_sweep(base, grid, options, progress=lambda msg: status.update(msg))
+    with progress(stderr_console(), "sweeping") as say:
+        state = run_sweep(base, grid, options, progress=say)
     if as_json:
         _emit_json(state)
         return

@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mnetdeploy.arch.plan import TOTAL_STRIDE
 from mnetdeploy.arch.tables import FAMILIES
 from mnetdeploy.errors import ConfigError, UserError
+from mnetdeploy.fsutil import read_text
 
 M = TypeVar("M", bound=BaseModel)
+MAX_CONFIG_BYTES = 1_000_000
 
 DEFAULT_ARCH = "v2"  # documented default when neither a config nor --arch names one
 MIN_RESOLUTION = 32
@@ -310,7 +312,7 @@ class Config(StrictModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and (not v or "/" in v or v.startswith(".")):
+        if v is not None and (not v or "/" in v or v.startswith(".") or any(ord(c) < 32 for c in v)):
             raise ValueError(f"must be a plain folder name (got {v!r})")
         return v
 
@@ -346,7 +348,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        text = path.read_text()
+        if path.stat().st_size > MAX_CONFIG_BYTES:  # parsing a huge YAML takes minutes before it fails
+            raise ConfigError(f"{path}: {path.stat().st_size / 1e6:.1f} MB is not a config (at most "
+                              f"{MAX_CONFIG_BYTES // 1_000_000} MB); pass the YAML file of settings")
+        text = read_text(path, "config")
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:

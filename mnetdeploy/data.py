@@ -228,7 +228,9 @@ def read_default_calibration(config: str | Path = DEFAULT_CALIBRATION_CONFIG) ->
     if not config.is_file():
         return DefaultCalibration(None, None, config, f"{config} not found")
     try:
-        data = yaml.safe_load(config.read_text()) or {}
+        from mnetdeploy.fsutil import read_text
+
+        data = yaml.safe_load(read_text(config, "calibration config")) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{config}: malformed YAML ({str(e).splitlines()[0]}); fix the file") from None
     if not isinstance(data, dict):
@@ -318,10 +320,16 @@ def read_labels_csv(path: str | Path, offset: int = 0) -> dict[str, int]:
         raise UserError(f"{path}: labels CSV not found; pass --labels FILE or put labels.csv in the data folder")
     if offset not in CSV_INDEX_COLUMNS:
         raise UserError(f"{path}: label offset must be 0 or 1 (got {offset})")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    import io
+
+    from mnetdeploy.fsutil import read_text
+
+    try:
+        reader = csv.DictReader(io.StringIO(read_text(path, "labels CSV"), newline=""))
         columns = [c.strip() for c in (reader.fieldnames or [])]
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except csv.Error as e:  # e.g. NUL bytes: a binary file that happens to decode
+        raise UserError(f"{path}: not a readable labels CSV ({e}); pass a UTF-8 CSV file") from None
     file_col = next((c for c in CSV_FILE_COLUMNS if c in columns), None)
     if file_col is None:
         raise UserError(f"{path}: no file column (one of {', '.join(CSV_FILE_COLUMNS)}) in header {columns}")

@@ -212,6 +212,13 @@ def _report_file(path: str | Path, what: str) -> Path:
 
     path = Path(path)
     if path.is_dir():
+        from mnetdeploy.artifacts import SUMMARY
+
+        if not (path / REPORT_JSON).is_file() and not (path / SUMMARY).is_file():
+            # `mnetdeploy report` needs an artifact directory too: suggest what makes one.
+            raise UserError(f"{what} {path}: not an artifact directory (no {SUMMARY}, no {REPORT_JSON}); pass "
+                            "one made by `mnetdeploy build`/`mnetdeploy run` (e.g. artifacts/v2_1.0_224), or "
+                            "a report.json")
         if not (path / REPORT_JSON).is_file():
             raise UserError(f"{what} {path}: directory has no {REPORT_JSON}; run `mnetdeploy report {path}` first")
         return path / REPORT_JSON
@@ -339,7 +346,9 @@ def _latency_checks(rule: Rule, report: Report, artifacts: list[dict[str, Any]],
                     "latency", budget, rule.title, report.name, artifact["file"], float(measured), limit, "ms",
                     "pass" if measured <= limit else "fail", margin, pct, device=result.get("device"),
                     threads=result.get("threads"), runtime=result.get("runtime"), xnnpack=result.get("xnnpack"),
-                    details={"runs": result.get("runs"), "timestamp": result.get("timestamp")}))
+                    details={"runs": result.get("runs"), "timestamp": result.get("timestamp"),
+                             # kept so a failure on a loaded machine can say so (load_notes)
+                             "warnings": list(result.get("warnings") or []), "directory": report.directory}))
     return checks
 
 
@@ -598,7 +607,25 @@ def check_notes(result: GateResult) -> list[str]:
               f"{100 * c.details['min_detectable_slowdown']:.0f} % (max_slowdown "
               f"{100 * c.details['max_slowdown']:.0f} %)"
               for c in result.checks if c.kind == "regression" and "min_detectable_slowdown" in c.details]
+    lines += load_notes([c.to_dict() for c in result.failed])
     return lines + [f"note: {n}" for n in result.notes]
+
+
+def load_notes(checks: list[dict[str, Any]]) -> list[str]:
+    """For failed latency checks measured while the machine was loaded: say so, and how to re-measure. A busy
+    machine inflates latencies, and `mnetdeploy run` reuses its cached benchmark until told otherwise, so
+    without this line a rerun fails identically with nothing pointing at the cause."""
+    lines = []
+    for c in checks:
+        loaded = [w for w in (c.get("details") or {}).get("warnings") or [] if "load average" in str(w)]
+        if c.get("kind") != "latency" or c.get("verdict") != "fail" or not loaded:
+            continue
+        model = Path(str(c["details"].get("directory") or ".")) / str(c.get("artifact"))
+        threads = f" --threads {c['threads']}" if c.get("threads") else ""
+        lines.append(f"note: {c.get('artifact')} {c.get('budget')} was measured on a loaded machine ({loaded[0]}); "
+                     f"re-measure when it is quieter: `mnetdeploy bench {model}{threads}` then `mnetdeploy report "
+                     f"{model.parent}` (`mnetdeploy run` reuses its cached benchmark unless given --force)")
+    return list(dict.fromkeys(lines))
 
 
 def junit_xml(result: GateResult) -> bytes:
@@ -653,6 +680,36 @@ def _xml_number(value: Any) -> str:
     return str(value)
 
 
+GATE_JSON = "gate.json"  # <artifact_dir>/results/gate.json: the last verdict, for the report to show
+
+
+def store_gate_results(result: GateResult) -> list[Path]:
+    """Keep, in each gated report's artifact directory, that model's part of the verdict (results/gate.json):
+    the report shows it, because a report that hides whether its numbers passed the budgets hides what
+    matters. Reports outside an artifact directory keep nothing."""
+    from mnetdeploy.artifacts import SUMMARY
+    from mnetdeploy.fsutil import write_json
+    from mnetdeploy.report.collect import load_report
+    from mnetdeploy.results import RESULTS_DIR
+
+    written = []
+    for path in result.reports:
+        data = load_report(_report_file(path, "report"))
+        directory = Path(str(data.get("artifact_dir") or Path(path).parent))
+        if not (directory / SUMMARY).is_file():
+            continue
+        mine = GateResult([c for c in result.checks if c.model == data.get("name")], [path], result.budgets,
+                          result.baselines, result.notes, result.on_inconclusive)
+        record = dict(mine.to_dict(), summary=mine.summary(), report_generated=data.get("generated"),
+                      gated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      failures=[f"{c.case_name}: {failure_message(c) if c.verdict == 'fail' else c.note}"
+                                for c in mine.failed] + load_notes([c.to_dict() for c in mine.failed]))
+        target = directory / RESULTS_DIR / GATE_JSON
+        write_json(target, record)
+        written.append(target)
+    return written
+
+
 def write_junit(path: str | Path, result: GateResult) -> None:
     from mnetdeploy.fsutil import write_bytes
 
@@ -660,4 +717,4 @@ def write_junit(path: str | Path, result: GateResult) -> None:
 
 
 __all__ = ["gate", "evaluate", "compare_latency", "Check", "GateResult", "Report", "results_table", "junit_xml",
-           "write_junit", "check_notes", "fp32_reference"]
+           "write_junit", "check_notes", "fp32_reference", "load_notes", "store_gate_results"]

@@ -245,7 +245,16 @@ def load_executor(spec: str, jobs: int) -> Executor:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise UserError(f"sweep --executor {spec}: cannot import it ({e}); install the engine's extra") from None
-    return factory(jobs)
+    try:
+        executor = factory(jobs)
+    except Exception as e:  # refused by name before any point is built, not an internal error mid-sweep
+        raise UserError(f"sweep --executor {spec}: calling it as FACTORY({jobs}) failed ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); it must take the job count and return an "
+                        "executor (see `pydoc mnetdeploy.sweep`)") from None
+    if not callable(executor):
+        raise UserError(f"sweep --executor {spec}: FACTORY({jobs}) returned a {type(executor).__name__}, not an "
+                        "executor (a callable run(fn, jobs); see `pydoc mnetdeploy.sweep`)")
+    return executor
 
 
 # ------------------------------------------------------------------------------------------ benchmarking
@@ -462,9 +471,15 @@ def row_label(row: dict) -> str:
     return f"{row['alpha']:g}/{row['resolution']} {row['precision']} {row['threads']}thr"
 
 
+# Two p50s closer than this (relative) are a tie: identical reruns' medians differ by 1.5-4 % on a shared
+# machine (mnetdeploy/gate.py), so a smaller difference is noise, not a reason to pick a 3.5x larger file.
+LATENCY_TIE = 0.05
+
+
 def recommend(rows: list[dict], budgets: Budgets, y: str) -> tuple[int | None, str]:
     """Among rows meeting every budget, the most accurate (`y` = top1) or the most capable (`y` = macs);
-    ties go to the faster. Returns (row index or None, a one-line reason)."""
+    ties go to the faster, and latencies within LATENCY_TIE of the fastest (noise) to the smaller file.
+    Returns (row index or None, a one-line reason)."""
     if not rows:
         return None, "nothing measured yet"
     fits = [i for i, r in enumerate(rows) if not budget_failures(r, budgets)]
@@ -478,13 +493,26 @@ def recommend(rows: list[dict], budgets: Budgets, y: str) -> tuple[int | None, s
         closest = min(range(len(rows)), key=lambda i: len(budget_failures(rows[i], budgets)))
         return None, (f"no configuration meets the budgets ({failures}); closest: {row_label(rows[closest])} "
                       f"({'; '.join(budget_failures(rows[closest], budgets))})")
-    best = max(fits, key=lambda i: (rows[i][y] if rows[i][y] is not None else float("-inf"),
-                                    -rows[i]["p50_ms"], -rows[i]["threads"]))
+    def value(i: int) -> float:
+        return rows[i][y] if rows[i][y] is not None else float("-inf")
+
+    top = [i for i in fits if value(i) == max(value(j) for j in fits)]
+    fastest = min(rows[i]["p50_ms"] for i in top)
+    tied = [i for i in top if rows[i]["p50_ms"] <= fastest * (1 + LATENCY_TIE)]
+    best = min(tied, key=lambda i: (rows[i]["size_bytes"], rows[i]["p50_ms"], rows[i]["threads"]))
     b = rows[best]
     what = f"top-1 {b['top1']:.1f} %" if y == "top1" else f"{b['macs'] / 1e6:.1f} M MACs (the most capacity)"
     beat = len(fits) - 1
     reason = (f"{row_label(b)}: {what} at p50 {b['p50_ms']:.2f} ms, {b['size_bytes'] / 1024:.0f} KB; "
               f"beat {beat} other fitting row{'s' if beat != 1 else ''} on {'accuracy' if y == 'top1' else 'MACs'}")
+    others = [rows[i] for i in tied if i != best]
+    if others:
+        reason += (f"; p50 tied within {100 * LATENCY_TIE:.0f} % (run-to-run noise) with "
+                   + ", ".join(f"{row_label(o)} ({o['p50_ms']:.3f} ms, {o['size_bytes'] / 1024:.0f} KB)"
+                               for o in others)
+                   + f": chose the smallest file ({b['p50_ms']:.3f} ms)")
+    elif len(top) > 1:
+        reason += f"; the fastest of {len(top)} equal on {'accuracy' if y == 'top1' else 'MACs'}"
     if failures:
         reason += f"; {len(rows) - len(fits)} failed the budgets ({failures})"
     return best, reason

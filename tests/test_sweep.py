@@ -257,3 +257,16 @@ def test_with_pretrained_weights_and_data_the_frontier_trades_latency_for_top1(t
     best = state["recommendation"]["row"]
     assert best is not None and rows[best]["top1"] == max(r["top1"] for r in rows)
     assert "MACs vs accuracy" in (tmp_path / "s" / "sweep.html").read_text()
+
+
+def test_latencies_inside_the_noise_are_a_tie_won_by_the_smaller_file():
+    # The sweep: fp32 0.004 ms faster than int8 (noise), int8 3.5x smaller.
+    rows = [row(0.5, 128, "fp32", 0.412, 30e6, size_kb=900), row(0.5, 128, "int8", 0.416, 30e6, size_kb=257)]
+    best, reason = sw.recommend(rows, sw.Budgets(), "macs")
+    assert best == 1
+    assert "tied within 5 %" in reason and "0.5/128 fp32 1thr (0.412 ms, 900 KB)" in reason
+    assert "chose the smallest file" in reason
+    # A difference beyond the noise still goes to the faster.
+    rows[0]["p50_ms"] = 0.30
+    best, reason = sw.recommend(rows, sw.Budgets(), "macs")
+    assert best == 0 and "tied" not in reason and "the fastest of 2 equal on MACs" in reason

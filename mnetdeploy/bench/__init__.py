@@ -104,8 +104,16 @@ def bench_progress(console):
     """A progress bar per model on `console` (stderr); yields `track(path)` -> a run_benchmark progress callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if not console.is_terminal:  # CI logs and pipes: no bar (rich would still leave an empty line behind)
-        yield lambda path: None
+    if not console.is_terminal:  # CI logs and pipes: a line per model once it runs, instead of a bar
+        def lines(path: str | Path) -> Callable[[dict[str, Any]], None]:
+            name = display_name(path)
+
+            def update(event: dict[str, Any]) -> None:
+                # Only once measuring starts: a model that fails to load stays a one-line error.
+                if event["event"] == "phase" and event["phase"] == "measure":
+                    console.print(f"... {name}: measuring", markup=False, highlight=False, soft_wrap=True)
+            return update
+        yield lines
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

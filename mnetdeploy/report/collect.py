@@ -29,6 +29,9 @@ Schema `mnetdeploy-report`, version 1 (`REPORT_SCHEMA_VERSION`):
                     top1_agreement, float_ops, bytes, round_medians_ms}]} | null (a fixed graph was asked for)
     environment     the environment of the newest latency result (or null); its `cpu_features` are the
                     instruction-set features that decide int8 speed and numerics (mnetdeploy/cpu.py)
+    gate            the last `mnetdeploy gate` verdict on this directory (results/gate.json, gate.py
+                    store_gate_results: verdict, counts, budgets, summary, failures, gated, report_generated)
+                    or null when it was never gated
 
 Readers must check `schema` and `schema_version`.
 """
@@ -72,7 +75,19 @@ def build_report(artifact_dir: str | Path) -> dict[str, Any]:
         "calibration": next((q["calibration"] for q in quantized.values() if q.get("calibration")), None),
         "int8_graph": _int8_graph_decision(directory),
         "environment": newest.get("environment") if newest else None,
+        "gate": _gate_result(directory),
     }
+
+
+def _gate_result(directory: Path) -> dict[str, Any] | None:
+    from mnetdeploy.results import RESULTS_DIR
+
+    path = directory / RESULTS_DIR / "gate.json"  # gate.GATE_JSON (gate.py is not imported: it pulls yaml)
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    keep = ("verdict", "counts", "budgets", "summary", "failures", "gated", "report_generated")
+    return {k: record.get(k) for k in keep} if isinstance(record, dict) else None
 
 
 def _int8_graph_decision(directory: Path) -> dict[str, Any] | None:

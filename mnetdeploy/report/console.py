@@ -2,15 +2,85 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import re
+import threading
+import time
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.table import Table
+
+# Without a terminal, a step that says nothing for this long gets a "still ..." line: CI systems kill jobs
+# that print nothing for minutes, and a person reading a log cannot tell a slow conversion from a hang.
+HEARTBEAT_SECONDS = 10.0
 
 
 def stderr_console() -> Console:
     """Progress and messages: stderr, so --json output on stdout stays clean."""
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress(console: Console, text: str, every: float = HEARTBEAT_SECONDS) -> Iterator[Callable[[str], None]]:
+    """Yield `say(message)` for a long command's steps. On a terminal: rich's spinner line (replaced in
+    place). Otherwise (CI logs, pipes): one plain line per new message ("... converting model_int8.tflite")
+    and a "still ..." line every `every` seconds a step runs without news, so the log shows the job is alive
+    and where it is."""
+    if console.is_terminal:
+        with console.status(text) as status:
+            yield status.update
+        return
+    lines = ProgressLines(console, text, every)
+    thread = threading.Thread(target=lines.run, name="progress-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield lines.update
+    finally:
+        lines.stop.set()
+        thread.join()
+
+
+class ProgressLines:
+    """Progress as plain lines for a console that is not a terminal (see `progress`)."""
+
+    def __init__(self, console: Console, text: str, every: float = HEARTBEAT_SECONDS):
+        self.console, self.every, self.message, self.printed = console, every, text, ""
+        self.changed = time.monotonic()
+        self.stop = threading.Event()
+        self._lock = threading.Lock()  # update() runs in the command's thread, beat() in the heartbeat's
+        # `text` itself is not printed: input refused before any step starts stays a one-line error.
+
+    def update(self, message: str) -> None:
+        with self._lock:
+            if message == self.message:
+                return
+            # A counter ("image 12/100") or a walk over layers ("rounding weights: conv_dw_3") would print a
+            # line per item: a message that differs from the last printed one only in its numbers or in what
+            # follows its "subject:" waits for the heartbeat instead.
+            counting = _shape(message) == _shape(self.printed)
+            self.message = message
+            if not counting:
+                self.changed = time.monotonic()
+                self._print(message)
+
+    def beat(self) -> None:
+        with self._lock:
+            self._print(f"still {self.message} ({time.monotonic() - self.changed:.0f} s)")
+            self.printed = self.message
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            if time.monotonic() - self.changed >= self.every:
+                self.beat()
+
+    def _print(self, text: str) -> None:
+        self.printed = text
+        self.console.print(f"... {text}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _shape(message: str) -> str:
+    return re.sub(r"[0-9]+", "#", message.split(": ", 1)[0] if ": " in message else message)
 
 
 def stdout_console() -> Console:

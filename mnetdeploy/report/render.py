@@ -12,6 +12,7 @@ Text in notes may mark commands and paths with `backticks` (code in both renderi
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,9 +267,22 @@ def cpu_features_cell(record: Any) -> Cell:
 # ---------------------------------------------------------------------------------------------- sections
 
 def sections(report: dict) -> list[Section]:
-    # Warnings first: they qualify every number below them.
-    return [warnings_section(report), artifacts_section(report), accuracy_section(report),
+    # The verdict, then the warnings: they qualify every number below them.
+    return [gate_section(report), warnings_section(report), artifacts_section(report), accuracy_section(report),
             latency_section(report), int8_graph_section(report), calibration_section(report)]
+
+
+def gate_section(report: dict) -> Section:
+    """The last `mnetdeploy gate` verdict on this model (results/gate.json), or how to get one."""
+    g = report.get("gate")
+    where = shlex.quote(str(report.get("artifact_dir") or title(report)))
+    if not isinstance(g, dict) or not g.get("verdict"):
+        return Section("gate", "Gate", missing=f"not gated; run `mnetdeploy gate {where} --budgets FILE` "
+                                               f"then `mnetdeploy report {where}`")
+    notes = [str(g.get("summary") or f"gate {str(g['verdict']).upper()}"),
+             f"budgets `{g.get('budgets')}`, gated {g.get('gated') or '?'} (against the report of "
+             f"{g.get('report_generated') or '?'}; re-gate after new measurements)"]
+    return Section("gate", "Gate", notes=notes, bullets=[str(f) for f in g.get("failures") or []])
 
 
 def artifacts_section(report: dict) -> Section:
@@ -479,41 +493,19 @@ def warnings_section(report: dict) -> Section:
     return Section("warnings", "Warnings", bullets=items)
 
 
+# A quantized model this many top-1 points below its float reference (same images) gets a warning: the
+# pretrained v1 0.25 loses 0.5 points when int8 is done well; several points mean something went wrong.
+ACCURACY_DROP_WARNING = 1.0
+
+
 def report_warnings(report: dict) -> list[str]:
-    """Everything that makes a number in this report less trustworthy than it looks."""
-    out: list[str] = []
+    """Everything that makes a number in this report less trustworthy than it looks, most consequential first:
+    accuracy and correctness (a wrong model), then what qualifies latencies (a noisy measurement)."""
+    out: list[str] = accuracy_warnings(report)
     weights = (report.get("model") or {}).get("weights")
     if isinstance(weights, dict) and not weights.get("source"):
         out.append("the model has random weights (no trained weights given): accuracy is at chance level; "
                    "the numbers show the deployment pipeline, not a usable classifier")
-    by_text: dict[str, list[str]] = {}
-    random_inputs, stale = [], []
-    current = artifact_by_file(report)
-    several_threads = len({r.get("threads") for r in latency_rows(report)}) > 1
-    for r in latency_rows(report):
-        name = Path(str(r.get("model"))).name
-        run = f"{name} @ {r.get('threads')} thread{'s' if r.get('threads') != 1 else ''}" if several_threads else name
-        for w in r.get("warnings") or []:
-            by_text.setdefault(str(w), []).append(run)
-        if (r.get("inputs") or {}).get("kind") == "random":
-            random_inputs.append(name)
-        measured = ((r.get("environment") or {}).get("model") or {}).get("sha256")
-        if name not in current:
-            stale.append(f"{name}: benchmarked, but the file is no longer in the directory")
-        elif measured and measured != current[name].get("sha256"):
-            stale.append(f"{name}: the file changed after it was benchmarked (sha256 {measured[:12]} then, "
-                         f"{str(current[name].get('sha256'))[:12]} now); re-run `mnetdeploy bench`")
-    out += sorted(set(stale))
-    for text, names in by_text.items():
-        out.append(f"bench ({', '.join(_unique(names))}): {text}")
-    if random_inputs:
-        out.append(f"latency of {', '.join(_unique(random_inputs))} measured on seeded random inputs, not images "
-                   "(pass `--inputs IMAGE_DIR` to `mnetdeploy bench` to time real data)")
-    machines = {((r.get("environment") or {}).get("hostname"), (r.get("environment") or {}).get("cpu_model"))
-                for r in latency_rows(report) if r.get("environment")}
-    if len(machines) > 1:
-        out.append(f"latencies come from {len(machines)} different machines: "
-                   + "; ".join(f"{h} ({c})" for h, c in sorted(machines, key=str)) + "; compare rows with care")
     for a in artifacts(report):
         c = a.get("calibration")
         if isinstance(c, dict):
@@ -525,7 +517,67 @@ def report_warnings(report: dict) -> list[str]:
         d = r.get("data") or {}
         if d.get("skipped"):
             out.append(f"eval of {r['model']}: {d['skipped']} unreadable image(s) skipped")
+    by_text: dict[str, list[str]] = {}
+    loads: list[tuple[float, str]] = []
+    random_inputs, stale = [], []
+    current = artifact_by_file(report)
+    several_threads = len({r.get("threads") for r in latency_rows(report)}) > 1
+    for r in latency_rows(report):
+        name = Path(str(r.get("model"))).name
+        run = f"{name} @ {r.get('threads')} thread{'s' if r.get('threads') != 1 else ''}" if several_threads else name
+        for w in r.get("warnings") or []:
+            load = re.match(r"load average ([0-9.]+) ", str(w))
+            if load:  # one line for all of them: each result's own load figure would fill the top
+                loads.append((float(load.group(1)), run))
+            else:
+                by_text.setdefault(str(w), []).append(run)
+        if (r.get("inputs") or {}).get("kind") == "random":
+            random_inputs.append(name)
+        measured = ((r.get("environment") or {}).get("model") or {}).get("sha256")
+        if name not in current:
+            stale.append(f"{name}: benchmarked, but the file is no longer in the directory")
+        elif measured and measured != current[name].get("sha256"):
+            stale.append(f"{name}: the file changed after it was benchmarked (sha256 {measured[:12]} then, "
+                         f"{str(current[name].get('sha256'))[:12]} now); re-run `mnetdeploy bench`")
+    out += sorted(set(stale))
+    if loads:
+        low, high = min(x for x, _ in loads), max(x for x, _ in loads)
+        span = f"{low:g}" if low == high else f"{low:g}-{high:g}"
+        out.append(f"bench ({', '.join(_unique([name for _, name in loads]))}): load average {span} over the last "
+                   "minute, more than the CPUs this process may run on: other processes competed for the CPU; "
+                   "latencies are likely inflated and noisy (re-measure on a quieter machine: `mnetdeploy bench`)")
+    for text, names in by_text.items():
+        out.append(f"bench ({', '.join(_unique(names))}): {text}")
+    if random_inputs:
+        out.append(f"latency of {', '.join(_unique(random_inputs))} measured on seeded random inputs, not images "
+                   "(pass `--inputs IMAGE_DIR` to `mnetdeploy bench` to time real data)")
+    machines = {((r.get("environment") or {}).get("hostname"), (r.get("environment") or {}).get("cpu_model"))
+                for r in latency_rows(report) if r.get("environment")}
+    if len(machines) > 1:
+        out.append(f"latencies come from {len(machines)} different machines: "
+                   + "; ".join(f"{h} ({c})" for h, c in sorted(machines, key=str)) + "; compare rows with care")
     return _unique(out)
+
+
+def accuracy_warnings(report: dict) -> list[str]:
+    """Quantized models that lost ACCURACY_DROP_WARNING top-1 points or more against the float reference of
+    the same images (model.keras, else an fp32 export: as the gate's max_accuracy_drop)."""
+    out = []
+    rows = accuracy_rows(report)
+    order = {"keras": 0, "tflite": 1, "onnx": 2}
+    for r in rows:
+        top1 = _num(r.get("top1"))
+        if r.get("precision") == "fp32" or top1 is None:
+            continue
+        refs = sorted((x for x in rows if x.get("precision") == "fp32" and _data_hash(x) == _data_hash(r)
+                       and _num(x.get("top1")) is not None), key=lambda x: order.get(x.get("format"), 3))
+        if refs and refs[0]["top1"] - top1 >= ACCURACY_DROP_WARNING:
+            ref = refs[0]
+            out.append(f"{r['model']}: top-1 {top1:.1f} % is {ref['top1'] - top1:.1f} points below "
+                       f"{ref['model']} ({ref['top1']:.1f} %) on the same {r.get('n', '?')} images: quantization "
+                       "lost accuracy (try `mnetdeploy quantize --max-drop POINTS --eval-data DIR`, or more or "
+                       "better calibration images)")
+    return out
 
 
 def _unique(items: list[str]) -> list[str]:
