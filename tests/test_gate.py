@@ -225,6 +225,7 @@ def test_junit_xml_has_one_case_per_check_and_parses(model_dir, report, tmp_path
     rules = (f"rules:\n  - name: latency\n    artifact: model_fp32.tflite\n"
              f"    max_p50_ms: {measured * 0.5:.6f}\n    max_p90_ms: 1000\n"
              f"  - name: size\n    artifact: '*.tflite'\n    max_size: 1GB\n")
+    (tmp_path / "out").mkdir()
     junit = tmp_path / "out" / "gate.xml"
     result = gate(model_dir, "--budgets", budgets_file(tmp_path, rules), "--junit", junit)
     assert result.exit_code == 1, result.output
