@@ -292,7 +292,7 @@ def test_bad_budgets_are_one_line_errors_with_exit_2(model_dir, tmp_path, text, 
 def test_missing_files_are_one_line_errors(model_dir, tmp_path):
     ok = budgets_file(tmp_path, "rules:\n  - {max_size: 1GB}\n")
     assert "no such file" in one_line_error(gate(tmp_path / "nope.json", "--budgets", ok))
-    assert "run `mnetdeploy report" in one_line_error(gate(tmp_path, "--budgets", ok))
+    assert "pass one made by `mnetdeploy build`/`mnetdeploy run`" in one_line_error(gate(tmp_path, "--budgets", ok))
     assert "budgets file not found" in one_line_error(gate(model_dir, "--budgets", tmp_path / "nope.yaml"))
     assert "no such file" in one_line_error(gate(model_dir, "--budgets", ok, "--baseline", tmp_path / "b.json"))
 
