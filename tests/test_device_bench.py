@@ -136,6 +136,45 @@ def test_several_devices_and_no_serial_lists_them(adb_standin_factory, artifact)
         assert picked.exit_code == 2 and f"but android:{chosen} runs arm64-v8a" in error_line(picked)
 
 
+def wait_for_devices(session, count: int) -> None:
+    deadline = time.monotonic() + 15
+    while len(json.loads(bench_cli(session, "devices", "--json").stdout)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_device_identity_tells_two_devices_apart_and_refuses_an_absent_one(adb_standin_factory):
+    from mnetdeploy.devices import device_identity
+
+    reflashed = PIXEL_2.with_properties(
+        {"ro.build.fingerprint": "google/walleye/walleye:11/RP1A.201105.002/6869500:user/release-keys"})
+    first = adb_standin_factory(arm64=False)
+    second = adb_standin_factory(arm64=False, profile=reflashed)
+    assert first.adb("connect", second.serial, serial=False).returncode == 0
+    wait_for_devices(first, 2)
+    server = f"127.0.0.1:{first.env['ANDROID_ADB_SERVER_PORT']}"
+    digest = hashlib.sha256(STANDIN_BINARY.read_bytes()).hexdigest()
+    one = device_identity(f"android:{first.serial}", adb_server=server, benchmark_binary=str(STANDIN_BINARY))
+    two = device_identity(f"android:{second.serial}", adb_server=server, benchmark_binary=str(STANDIN_BINARY))
+    assert (one["kind"], one["serial"], two["serial"]) == ("android", first.serial, second.serial)
+    assert one["fingerprint"] == PIXEL_2.properties["ro.build.fingerprint"]
+    assert two["fingerprint"] == reflashed.properties["ro.build.fingerprint"]
+    assert (one["soc"], one["abi"], one["model"]) == ("Qualcomm MSM8998", "arm64-v8a", "Pixel 2")
+    assert one["benchmark_binary_sha256"] == digest
+    # stable: asking again gives the same dict (what a cache key needs); other devices differ
+    assert device_identity(f"android:{first.serial}", adb_server=server, benchmark_binary=str(STANDIN_BINARY)) == one
+    assert one != two
+    for absent in ("android:127.0.0.1:1", "ssh://root@127.0.0.1:1"):
+        with pytest.raises(UserError) as raised:
+            device_identity(absent, adb_server=server)
+        assert raised.value.exit_code == 2 and len(str(raised.value).splitlines()) == 1
+    assert "no device 127.0.0.1:1" in str(pytest.raises(UserError, device_identity, "android:127.0.0.1:1",
+                                                        adb_server=server).value)
+    locked = adb_standin_factory(arm64=False, authorize=False)
+    with pytest.raises(UserError) as raised:
+        device_identity("android", adb_server=f"127.0.0.1:{locked.env['ANDROID_ADB_SERVER_PORT']}")
+    assert raised.value.exit_code == 2 and "is unauthorized" in str(raised.value)
+
+
 def test_no_adb_on_path_is_exit_2_with_how_to_install(artifact, tmp_path):
     env = {"PATH": str(tmp_path), "ADB": None, "ANDROID_SERIAL": None}
     for args in (["devices"], ["bench", str(artifact / "model_fp32.tflite"), "--device", "android",
@@ -182,6 +221,13 @@ def test_android_bench_gives_the_host_schema_with_device_facts_and_flows_into_re
 
     assert r.device == f"android:{session.serial}" and r.runtime == "benchmark_model"
     assert r.execution["parameters"]["Stand-in machine"] == "aarch64"   # the model ran as ARM code
+    from mnetdeploy.devices import device_identity
+
+    assert r.identity == record["identity"] == device_identity(
+        "android", adb_server=f"127.0.0.1:{session.env['ANDROID_ADB_SERVER_PORT']}",
+        benchmark_binary=str(STANDIN_BINARY))
+    assert (r.identity["serial"], r.identity["fingerprint"], r.identity["machine"]) == \
+        (session.serial, PIXEL_2.properties["ro.build.fingerprint"], "aarch64")
     assert r.execution["parameters"]["Num threads"] == "1"
     assert r.runs == 8 and r.warmup_runs == 1 and r.xnnpack is True and r.precision == "fp32"
     lat = r.latency_ms

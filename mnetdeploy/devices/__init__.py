@@ -7,6 +7,7 @@
 Modules (each imported where used, so this package stays cheap to import):
     adb.py              the adb client: finding it, listing devices, shell and push with their failure modes
     ssh.py              the ssh client, and the Python runner used on Linux boards (remote_runner.py)
+    identity.py         who a device is (serial, fingerprint or os-release, SoC, ABI): `device_identity`
     hygiene.py          device facts read in one shell round trip: big-core mask, governors, thermal cool-down
     android.py          the device benchmark itself (pre-flight, cached push, trials, BenchResult); how to get
                         `benchmark_model`
@@ -230,5 +231,13 @@ def quote(path: str) -> str:
     return shlex.quote(path)
 
 
+def device_identity(device: str, **settings) -> dict:
+    """Who `device` is, asked of the device: serial, build fingerprint or os-release + uname, SoC, ABI, the
+    benchmark binary's sha256 (mnetdeploy/devices/identity.py). UserError (exit 2) when it is not there."""
+    from mnetdeploy.devices.identity import device_identity as ask
+
+    return ask(device, **settings)
+
+
 __all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",
-           "is_device_target", "last_words", "parse_target", "push_timeout", "quote", "split_exit_marker", "with_exit_marker"]
+           "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote", "split_exit_marker", "with_exit_marker"]

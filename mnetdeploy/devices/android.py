@@ -85,6 +85,7 @@ from mnetdeploy.devices import (ANDROID_BASE, LINUX_BASE, DeviceLost, DeviceSett
 from mnetdeploy.devices.benchmark_output import BenchmarkFailed, parse_benchmark_output
 from mnetdeploy.devices.hygiene import (FACTS_SCRIPT, DeviceFacts, Pinning, big_core_mask, cpu_zones, cpufreq_record,
                                         parse_cpu_mask, parse_facts, read_facts, read_thermal, wait_until_cool)
+from mnetdeploy.devices.identity import read_identity
 from mnetdeploy.errors import EXIT_USAGE, UserError
 from mnetdeploy.fsutil import sha256_file
 
@@ -397,6 +398,7 @@ class DeviceBenchmark:
                     transport.label = transport.label.replace("android:", "adb-linux:", 1)  # no getprop: not Android
                 # Where files may go and run depends on what the device is, not on how it was named.
                 transport.base_dir = ANDROID_BASE if facts.android else LINUX_BASE
+                identity = read_identity(transport, binary.sha256 if binary else None)
                 tool = self._choose_tool(binary, facts, transport, model.format)
                 tool.check(facts, transport.label, model.format)
                 pinning = self._pinning(facts)
@@ -420,9 +422,12 @@ class DeviceBenchmark:
             self._cleanup(transport, model_dir)   # before the result, so its phases_s include it
             cleaned = True
             with self.phase("parse"):
-                return assemble_result(model, facts, after, transport, tool, pinning, trials, settings, started,
-                                       self.phases, {"pushed": [Path(p).name for p in pushed], "model_dir": model_dir,
-                                                     "tool": remote_tool, "free_kb": space, "kept": settings.keep})
+                result = assemble_result(model, facts, after, transport, tool, pinning, trials, settings, started,
+                                         self.phases, {"pushed": [Path(p).name for p in pushed],
+                                                       "model_dir": model_dir, "tool": remote_tool, "free_kb": space,
+                                                       "kept": settings.keep})
+                result.identity = identity
+                return result
         except DeviceLost:
             lost = True   # nothing to clean on a device that is gone, and every attempt would wait on it
             raise
