@@ -216,7 +216,10 @@ def bench(ctx, models, device, runtime, threads, warmup, runs, min_seconds, no_x
 
     check_device(device)
     extra = _device_settings(device, device_options)
-    paths = find_models(list(models), runtime)
+    notes: list[str] = []
+    paths = find_models(list(models), runtime, device, notes)
+    for note in notes:
+        stderr_console().print(f"note: {note}", soft_wrap=True, highlight=False)
     if against:
         _bench_against(ctx, paths, against, device=device, runtime=runtime, threads=threads, warmup=warmup,
                        runs=runs, min_seconds=min_seconds, xnnpack=not no_xnnpack, inputs=inputs, seed=seed,

@@ -279,6 +279,33 @@ def test_android_bench_gives_the_host_schema_with_device_facts_and_flows_into_re
     assert session.host_path(files["tool"]).is_file()
 
 
+def test_android_bench_of_a_directory_takes_its_tflite_files_and_notes_the_onnx_left_out(adb_standin_arm64, artifact,
+                                                                                         tmp_path):
+    """quantize writes .onnx beside .tflite by default; the README's `bench DIR --device android` must work."""
+    session = adb_standin_arm64
+    directory = tmp_path / "exports"
+    directory.mkdir()
+    shutil.copy(artifact / "model_fp32.tflite", directory / "model_fp32.tflite")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 3])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), directory / "model_fp32.onnx")
+    result = bench_cli(session, "bench", str(directory), "--device", "android", "--benchmark-binary",
+                       str(STANDIN_BINARY), "--runs", "2", "--warmup", "0", "--min-seconds", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert [Path(r["model"]).name for r in json.loads(result.stdout)] == ["model_fp32.tflite"]
+    assert "note:" in result.stderr and "left out 1 .onnx file(s) (model_fp32.onnx)" in result.stderr
+    assert "benchmark_model runs .tflite only" in result.stderr
+    # named explicitly, an .onnx is still a one-line error, before anything is copied
+    explicit = bench_cli(session, "bench", str(directory / "model_fp32.onnx"), "--device", "android",
+                         "--benchmark-binary", str(STANDIN_BINARY))
+    assert explicit.exit_code == 2 and "benchmark_model runs .tflite models" in error_line(explicit)
+    assert len(explicit.stderr.strip().splitlines()) == 1
+
+
 def test_second_run_reuses_the_per_hash_directory_without_pushing(adb_standin_arm64, artifact, tmp_path):
     session = adb_standin_arm64
     model = shutil.copy(artifact / "model_fp32.tflite", tmp_path / "m.tflite")   # outside the artifact dir

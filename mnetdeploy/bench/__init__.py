@@ -57,18 +57,30 @@ def run_benchmark(model_path: str | Path, device: str = "host",
     return benchmark_on_device(model_path, device, DeviceSettings(**settings), progress)
 
 
-def find_models(targets: list[str | Path], runtime: str = "auto") -> list[Path]:
+def find_models(targets: list[str | Path], runtime: str = "auto", device: str = "host",
+                notes: list[str] | None = None) -> list[Path]:
     """The model files named by `targets`: files as given, directories expanded to their .tflite/.onnx
-    files (sorted by name; with --runtime litert/onnxruntime only that runtime's files)."""
+    files (sorted by name; with --runtime litert/onnxruntime only that runtime's files). On an android device
+    with runtime auto a directory means its .tflite files: benchmark_model runs nothing else, and quantize
+    writes ONNX beside TFLite by default; what was left out is said in `notes`."""
     wanted = {s for s, rt in BENCH_SUFFIXES.items() if runtime in ("auto", rt)}
+    android = runtime == "auto" and device.partition(":")[0] == "android"
+    if android:
+        wanted = {".tflite"}
     models: list[Path] = []
     for target in targets:
         path = Path(target)
         if path.is_dir():
             found = visible_files(path, wanted)  # no atomic-write temporaries
+            left_out = visible_files(path, {".onnx"}) if android else []
+            if left_out and notes is not None:
+                notes.append(f"{path}: left out {len(left_out)} .onnx file(s) ({', '.join(p.name for p in left_out)}): "
+                             "on android, benchmark_model runs .tflite only; bench ONNX on the host or on a Linux "
+                             "board (--device ssh://HOST or adb-linux)")
             if not found:
                 kinds = " or ".join(sorted(wanted))
-                raise UserError(f"{path}: no {kinds} models in this directory; export the model first or "
+                why = " (its .onnx files cannot run on android's benchmark_model)" if left_out else ""
+                raise UserError(f"{path}: no {kinds} models in this directory{why}; export the model first or "
                                 "pass a model file")
             models.extend(found)
         elif path.is_file():
