@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -390,6 +391,52 @@ def test_a_hung_benchmark_hits_the_run_timeout(adb_standin_arm64, artifact, tmp_
                        "--benchmark-binary", str(binary), *FAST, "--run-timeout", "2")
     assert result.exit_code == 1 and time.monotonic() - started < 30
     assert "the benchmark run did not finish within 2 s" in error_line(result)
+
+
+HANGING = """#!/bin/sh
+case "$*" in *--graph=*) echo "INFO: STARTING!"; sleep 611 ;; esac
+"""
+
+
+def device_processes(rootfs: Path, marker: bytes) -> list[int]:
+    """Host pids of processes running inside the device's userland whose command line contains `marker`
+    (the userland has no /proc or ps of its own; its processes are this host's, under qemu-user)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes() and \
+                    Path(os.readlink(entry / "root")).resolve() == rootfs.resolve():
+                found.append(int(entry.name))
+        except OSError:
+            continue   # exited meanwhile, or not ours to read
+    return found
+
+
+def wait_gone(rootfs: Path, marker: bytes) -> list[int]:
+    """The matching processes still there after SIGKILL had time to land (bounded: at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while (left := device_processes(rootfs, marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_a_timed_out_benchmark_is_killed_on_the_android_device(adb_standin_arm64, artifact, tmp_path):
+    session = adb_standin_arm64
+    binary = write_binary(tmp_path, "benchmark_model", HANGING)
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(binary), *FAST, "--run-timeout", "3")
+    assert result.exit_code == 1 and "did not finish within 3 s" in error_line(result)
+    assert wait_gone(session.rootfs, b"sleep\x00611") == []
+
+
+def test_a_timed_out_benchmark_is_killed_on_the_ssh_board(ssh_board, artifact, tmp_path):  # noqa: F811
+    binary = write_binary(tmp_path, "benchmark_model", HANGING)
+    result = bench_cli(None, "bench", str(artifact / "model_fp32.tflite"), "--device", ssh_board.device,
+                       *ssh_board.cli_options(), "--benchmark-binary", str(binary), *FAST, "--run-timeout", "3")
+    assert result.exit_code == 1 and "did not finish within 3 s" in error_line(result)
+    assert wait_gone(ssh_board.rootfs, b"sleep\x00611") == []
 
 
 def test_no_space_on_the_device_is_exit_2_before_any_push(adb_standin_factory, artifact):

@@ -26,7 +26,7 @@ What one device benchmark does (each step's failure is one error line)
    the device's facts read in one round trip (hygiene.py); binary ABI vs device ABI; which files the device
    already has (sha256sum on the device, else a `.sha256` marker written after the copy); enough free space
    for the rest (`df -k`, with 1 MiB to spare).
-2. Copy: the model to `<base>/<sha256[:16]>/`, the tool (benchmark_model or remote_runner.py) to
+2. Copy: the model to this run's directory (with `--keep`: to `<base>/<sha256[:16]>/`), the tool (benchmark_model or remote_runner.py) to
    `<base>/bin/<sha256[:16]>/`, where base is /data/local/tmp/mnetdeploy on Android, /tmp/mnetdeploy on Linux.
    Unchanged files are never copied again. `chmod 755` the tool; a freshly copied binary is started once
    (`--help=true`) so that "cannot execute" (wrong ABI, noexec, missing interpreter or libraries) is a pre-flight
@@ -38,9 +38,12 @@ What one device benchmark does (each step's failure is one error line)
    (W+1: benchmark_model counts the first inference as a warm-up run; mnetdeploy reports it as first_ms),
    stdout and stderr merged on the device so the order of its log lines is kept. Every trial is parsed
    (benchmark_output.py): a failed run raises BenchmarkFailed quoting the device (exit 1), never a number.
-5. The per-model directory is removed unless `--keep`; the tool stays cached under `<base>/bin/` (it rarely
-   changes and is the large file), older copies of the same tool are removed when a new one is copied. Remove
-   everything with `adb shell rm -r /data/local/tmp/mnetdeploy`.
+   A run that times out (`--run-timeout`), is interrupted or loses its connection kills the benchmark on the
+   device over a new connection (occupancy.py), so no hung process outlives it.
+5. The run's own directory `<base>/runs/<host>-<pid>-<random>/` is removed (a model kept with `--keep` lives in
+   `<base>/<sha256[:16]>/`, is reused by later runs and never removed by one); the tool stays cached under
+   `<base>/bin/` (it rarely changes and is the large file), older copies of the same tool are removed when a new
+   one is copied. Remove everything with `adb shell rm -r /data/local/tmp/mnetdeploy`.
 A device that stops answering at any point (adb's `device offline`, a cut output without the exit marker, a
 dropped ssh connection) is DeviceLost, exit 1; nothing is returned, so nothing is stored as a result.
 
@@ -86,6 +89,7 @@ from mnetdeploy.devices.benchmark_output import BenchmarkFailed, parse_benchmark
 from mnetdeploy.devices.hygiene import (FACTS_SCRIPT, DeviceFacts, Pinning, big_core_mask, cpu_zones, cpufreq_record,
                                         parse_cpu_mask, parse_facts, read_facts, read_thermal, wait_until_cool)
 from mnetdeploy.devices.identity import read_identity
+from mnetdeploy.devices.occupancy import run_id, run_killable
 from mnetdeploy.errors import EXIT_USAGE, UserError
 from mnetdeploy.fsutil import sha256_file
 
@@ -390,7 +394,7 @@ class DeviceBenchmark:
             if binary is None and (settings.use_gpu or settings.use_nnapi):
                 raise UserError("--use-gpu/--use-nnapi are benchmark_model flags; pass --benchmark-binary")
             transport = open_transport(self.target, settings)
-        lost, cleaned, model_dir = False, False, None
+        lost, cleaned, run_dir = False, False, None
         try:
             with self.phase("preflight"):
                 facts = read_facts(transport)
@@ -402,24 +406,28 @@ class DeviceBenchmark:
                 tool = self._choose_tool(binary, facts, transport, model.format)
                 tool.check(facts, transport.label, model.format)
                 pinning = self._pinning(facts)
-                model_dir = f"{transport.base_dir}/{model.sha256[:16]}"
+                # This run's own directory (occupancy.py); a model kept by --keep is reused where it is.
+                run_dir = f"{transport.base_dir}/runs/{run_id()}"
+                kept_dir = f"{transport.base_dir}/{model.sha256[:16]}"
                 tool_dir = f"{transport.base_dir}/bin/{tool.sha256[:16]}"
-                remote_model = f"{model_dir}/model.{model.format}"
                 remote_tool = f"{tool_dir}/{tool.remote_name}"
+                kept_model = f"{kept_dir}/model.{model.format}"
+                present = remote_hashes(transport, [kept_model, remote_tool], "sha256sum" in facts.tools)
+                model_dir = kept_dir if settings.keep or present.get(kept_model) == model.sha256 else run_dir
+                remote_model = f"{model_dir}/model.{model.format}"
                 files = [(model.path, remote_model, model.sha256, model.bytes),
                          (tool.local, remote_tool, tool.sha256, Path(tool.local).stat().st_size)]
-                present = remote_hashes(transport, [f[1] for f in files], "sha256sum" in facts.tools)
                 missing = [f for f in files if present.get(f[1]) != f[2]]
                 space = check_space(transport, facts, sum(f[3] for f in missing))
             with self.phase("push", "copying to the device"):
                 pushed = copy_files(transport, missing, tool_dir, remote_tool)
                 if remote_tool in pushed:
                     tool.exec_check(transport, remote_tool)
-            trials = self._trials(transport, tool, remote_tool, remote_model, pinning, facts)
+            trials = self._trials(transport, tool, remote_tool, remote_model, pinning, facts, f"{run_dir}/bench.pid")
             with self.phase("parse"):
                 after = parse_facts(transport.check(FACTS_SCRIPT, 60.0, "reading the device state after the run")
                                     .stdout)
-            self._cleanup(transport, model_dir)   # before the result, so its phases_s include it
+            self._cleanup(transport, run_dir)   # before the result, so its phases_s include it
             cleaned = True
             with self.phase("parse"):
                 result = assemble_result(model, facts, after, transport, tool, pinning, trials, settings, started,
@@ -433,7 +441,7 @@ class DeviceBenchmark:
             raise
         finally:
             if not lost and not cleaned:
-                self._cleanup(transport, model_dir)
+                self._cleanup(transport, run_dir)
             transport.close()
 
     def _choose_tool(self, binary: BinaryInfo | None, facts: DeviceFacts, transport: Transport, model_format: str):
@@ -449,7 +457,7 @@ class DeviceBenchmark:
             return parse_cpu_mask(self.settings.cpu_mask, facts.cpus)
         return big_core_mask(facts.cpus, self.settings.threads)
 
-    def _trials(self, transport, tool, remote_tool, remote_model, pinning, facts) -> list[Trial]:
+    def _trials(self, transport, tool, remote_tool, remote_model, pinning, facts, pidfile) -> list[Trial]:
         settings = self.settings
         taskset = pinning.hex if pinning.mask is not None and "taskset" in facts.tools else None
         command = tool.command(remote_tool, remote_model, settings, taskset, pinning.cpus)
@@ -460,7 +468,7 @@ class DeviceBenchmark:
                 cooldown = wait_until_cool(lambda: read_thermal(transport), settings.max_temp,
                                            settings.cool_timeout)
             with self.phase("run", f"benchmarking{step}"):
-                result = transport.shell(command, settings.run_timeout, f"the benchmark run{step}")
+                result = run_killable(transport, command, pidfile, settings.run_timeout, f"the benchmark run{step}")
             with self.phase("parse"):
                 trial = tool.parse(result, transport.label, settings)
             with self.phase("cool-down"):
@@ -470,12 +478,13 @@ class DeviceBenchmark:
             trials.append(trial)
         return trials
 
-    def _cleanup(self, transport: Transport, model_dir: str | None) -> None:
-        if self.settings.keep or not model_dir:
+    def _cleanup(self, transport: Transport, run_dir: str | None) -> None:
+        """Remove this run's directory (never a kept model, never another run's files)."""
+        if not run_dir:
             return
         with self.phase("cleanup"):
             try:
-                transport.shell(f"rm -rf {quote(model_dir)}", 60.0, "removing the model from the device")
+                transport.shell(f"rm -rf {quote(run_dir)}", 60.0, "removing this run's files from the device")
             except UserError:
                 pass  # the result (or the error being raised) matters more than a leftover directory
 
