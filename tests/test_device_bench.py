@@ -539,6 +539,25 @@ def test_ssh_board_without_onnxruntime_says_what_to_install(ssh_board, tmp_path)
     assert "no onnxruntime on the board: pip install onnxruntime" in error_line(result)
 
 
+def test_ssh_destinations_are_never_read_as_options(tmp_path):
+    from mnetdeploy.devices import Target
+    from mnetdeploy.devices.ssh import SshTransport
+
+    for bad in ("ssh://-oProxyCommand=touch${IFS}x", "ssh://-oProxyCommand=x@board", "ssh://root@-oPort=2"):
+        with pytest.raises(UserError, match="may not start with '-'") as raised:
+            parse_target(bad)
+        assert raised.value.exit_code == 2
+    result = bench_cli(None, "bench", str(tmp_path / "m.tflite"), "--device", "ssh://-oProxyCommand=x")
+    assert result.exit_code == 2 and "may not start with '-'" in error_line(result)
+    # and in every ssh command line the destination comes after "--", however the Target was made
+    transport = SshTransport(Target("ssh", user=None, host="-oProxyCommand=touch"))
+    try:
+        for argv in (transport._shell_argv("true"), transport._exit_argv()):
+            assert argv[argv.index("-oProxyCommand=touch") - 1] == "--"
+    finally:
+        transport.close()
+
+
 # ------------------------------------------------------------------------------------ the pieces, alone
 
 def test_elf_header_names_the_machine(tmp_path):

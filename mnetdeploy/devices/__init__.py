@@ -69,6 +69,11 @@ def parse_target(device: str) -> Target:
         match = _SSH.match(device)
         if not match:
             raise UserError(f"--device {device}: expected ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
+        for part in ("user", "host"):
+            # ssh would read a leading "-" as an option (-oProxyCommand=... runs a command here).
+            if (match[part] or "").startswith("-"):
+                raise UserError(f"--device {device}: the {part} may not start with '-'; expected "
+                                "ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
         port = int(match["port"]) if match["port"] else None
         if port is not None and not 0 < port < 65536:
             raise UserError(f"--device {device}: port {port} is out of range 1-65535")
