@@ -189,6 +189,8 @@ def eval_(models, data_dir, labels, label_offset, limit, skip_first, reference, 
 @click.option("--keep", is_flag=True, help="Device: keep the model on the device (the tool stays cached anyway).")
 @click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="Device: seconds one benchmark run may take before it counts as hung.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Device: seconds to wait while another benchmark (any host) uses the device.")
 @click.option("--against", type=click.Path(dir_okay=False), metavar="BASELINE_MODEL",
               help="A/B: compare the one MODEL with this baseline file in alternating rounds until a slowdown "
                    "beyond --max-slowdown is clearly there or clearly not (exit 0 pass, 1 fail, 3 inconclusive).")
@@ -292,7 +294,8 @@ def _bench_against(ctx, paths, against, *, device, runtime, threads, warmup, run
 
 _DEVICE_DEFAULTS = {"benchmark_binary": None, "serial": None, "adb_path": None, "adb_server": None,
                     "ssh_options": (), "trials": 1, "cpu_mask": None, "max_temp": 45.0, "cool_timeout": 120.0,
-                    "use_gpu": False, "use_nnapi": False, "keep": False, "run_timeout": 600.0}
+                    "use_gpu": False, "use_nnapi": False, "keep": False, "run_timeout": 600.0,
+                    "lock_timeout": 600.0}
 
 
 def _device_settings(device: str, options: dict) -> dict:

@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -325,6 +327,78 @@ def test_second_run_reuses_the_per_hash_directory_without_pushing(adb_standin_ar
     assert second.exit_code == 0, second.output
     assert json.loads(second.stdout)[0]["execution"]["files"]["pushed"] == []
     assert pushes(session) == 2 and on_device.stat().st_mtime_ns == stamp
+
+
+TURNS = """#!/bin/sh
+# benchmark_model stand-in that logs when each benchmark run starts and ends on the device
+case "$*" in *--graph=*) echo "start $$" >> /data/local/tmp/turns.log ;; esac
+python3 /standin/benchmark_model_standin.py "$@"; status=$?
+case "$*" in *--graph=*) echo "end $$" >> /data/local/tmp/turns.log ;; esac
+exit $status
+"""
+
+
+def test_two_benchmarks_on_one_device_take_turns_and_both_succeed(adb_standin_arm64, artifact, tmp_path):
+    session = adb_standin_arm64
+    shutil.copy(STANDIN_BINARY, session.host_path("/standin/benchmark_model_standin.py"))
+    binary = write_binary(tmp_path, "benchmark_model", TURNS)
+    model = shutil.copy(artifact / "model_fp32.tflite", tmp_path / "same.tflite")   # the same model, twice
+    env = {k: v for k, v in os.environ.items() if k not in ("ANDROID_SERIAL", "ADB")}
+    env.update(HOME=session.env["HOME"], ANDROID_ADB_SERVER_PORT=session.env["ANDROID_ADB_SERVER_PORT"])
+    argv = [sys.executable, "-m", "mnetdeploy", "bench", str(model), "--device", "android", "--benchmark-binary",
+            str(binary), *FAST, "--json"]
+    runs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err.decode()
+        assert json.loads(out)[0]["latency_ms"]["p50"] > 0
+    turns = session.host_path("/data/local/tmp/turns.log").read_text().split("\n")[:-1]
+    assert len(turns) == 4
+    # never two at once: each run's start is followed by its own end
+    assert [t.split()[0] for t in turns] == ["start", "end", "start", "end"]
+    assert turns[0].split()[1] == turns[1].split()[1] and turns[2].split()[1] == turns[3].split()[1]
+    assert not session.host_path("/data/local/tmp/mnetdeploy/lock").exists()      # released
+    assert list(session.host_path("/data/local/tmp/mnetdeploy/runs").iterdir()) == []
+
+
+def hold_lock(session, owner: str) -> Path:
+    lock = session.host_path("/data/local/tmp/mnetdeploy/lock")
+    lock.mkdir(parents=True)
+    (lock / "owner").write_text(owner + "\n")
+    return lock
+
+
+def test_a_device_held_by_another_host_is_a_one_line_error_naming_the_owner(adb_standin_arm64, artifact):
+    now = int(time.time())
+    lock = hold_lock(adb_standin_arm64, f"host=ci-runner-7 pid=4242 token=t1 started={now} expires={now + 3600}")
+    result = bench_cli(adb_standin_arm64, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(STANDIN_BINARY), *FAST, "--lock-timeout", "1")
+    assert result.exit_code == 1, result.output
+    line = error_line(result)
+    assert "busy: another benchmark holds /data/local/tmp/mnetdeploy/lock (host ci-runner-7 pid 4242" in line
+    assert "--lock-timeout 1" in line
+    assert [l for l in result.stderr.splitlines() if l.startswith("error:")] == [line]
+    # it said what it waited for, once
+    waits = [l for l in result.stderr.splitlines() if l.startswith("note: waiting for")]
+    assert len(waits) == 1 and f"android:{adb_standin_arm64.serial}: in use by host ci-runner-7 pid 4242" in waits[0]
+    assert (lock / "owner").read_text().startswith("host=ci-runner-7 ")          # not ours to remove
+    assert pushes(adb_standin_arm64) == 0
+
+
+def test_stale_device_locks_are_broken(adb_standin_arm64, artifact):
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                     # a pid of this host that no longer exists
+    host = socket.gethostname()
+    now = int(time.time())
+    for owner in (f"host={host} pid={gone.pid} token=t2 started={now} expires={now + 3600}",
+                  f"host=elsewhere pid=1 token=t3 started={now - 7200} expires={now - 3600}"):
+        lock = hold_lock(adb_standin_arm64, owner)
+        result = bench_cli(adb_standin_arm64, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                           "--benchmark-binary", str(STANDIN_BINARY), "--runs", "1", "--warmup", "0",
+                           "--min-seconds", "0", "--lock-timeout", "0")
+        assert result.exit_code == 0, result.output
+        assert not lock.exists()
 
 
 # --------------------------------------------------------------------------------- adb: failure paths

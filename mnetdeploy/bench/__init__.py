@@ -109,8 +109,12 @@ def bench_progress(console):
     """A progress bar per model on `console` (stderr); yields `track(path)` -> a run_benchmark progress callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    def say(event: dict[str, Any]) -> None:  # waiting for a busy device: worth a line even without a bar
+        if event["event"] == "wait":
+            console.print(f"note: {event['message']}", soft_wrap=True, highlight=False)
+
     if not console.is_terminal:  # CI logs and pipes: no bar (rich would still leave an empty line behind)
-        yield lambda path: None
+        yield lambda path: say
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -123,6 +127,8 @@ def bench_progress(console):
                     bar.update(task, description=f"{name}: {event['phase']}")
                 elif event["event"] == "progress":
                     bar.update(task, completed=event["done"], total=event["target"])
+                else:
+                    say(event)
             return update
         yield track
 

@@ -121,6 +121,7 @@ class DeviceSettings:
     trials: int = 1
     keep: bool = False                        # keep the model directory on the device after the run
     run_timeout: float = 600.0                # seconds one benchmark run may take on the device
+    lock_timeout: float = 600.0               # seconds to wait while another benchmark holds the device
 
     def validate(self) -> None:
         from mnetdeploy.runtimes import check_threads
@@ -133,7 +134,9 @@ class DeviceSettings:
                   (self.trials >= 1, f"--trials {self.trials}: must be at least 1"),
                   (self.cool_timeout >= 0, f"--cool-timeout {self.cool_timeout}: must be 0 or more"),
                   (0 < self.max_temp < 150, f"--max-temp {self.max_temp}: expected degrees Celsius, e.g. 45"),
-                  (self.run_timeout > 0, f"--run-timeout {self.run_timeout}: must be more than 0")]
+                  (self.run_timeout > 0, f"--run-timeout {self.run_timeout}: must be more than 0"),
+                  (0 <= self.lock_timeout < float("inf"),
+                   f"--lock-timeout {self.lock_timeout}: must be a finite number of seconds, 0 or more")]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)

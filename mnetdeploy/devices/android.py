@@ -89,7 +89,7 @@ from mnetdeploy.devices.benchmark_output import BenchmarkFailed, parse_benchmark
 from mnetdeploy.devices.hygiene import (FACTS_SCRIPT, DeviceFacts, Pinning, big_core_mask, cpu_zones, cpufreq_record,
                                         parse_cpu_mask, parse_facts, read_facts, read_thermal, wait_until_cool)
 from mnetdeploy.devices.identity import read_identity
-from mnetdeploy.devices.occupancy import run_id, run_killable
+from mnetdeploy.devices.occupancy import DeviceLock, lock_expiry, run_id, run_killable
 from mnetdeploy.errors import EXIT_USAGE, UserError
 from mnetdeploy.fsutil import sha256_file
 
@@ -394,7 +394,7 @@ class DeviceBenchmark:
             if binary is None and (settings.use_gpu or settings.use_nnapi):
                 raise UserError("--use-gpu/--use-nnapi are benchmark_model flags; pass --benchmark-binary")
             transport = open_transport(self.target, settings)
-        lost, cleaned, run_dir = False, False, None
+        lost, cleaned, run_dir, lock = False, False, None, None
         try:
             with self.phase("preflight"):
                 facts = read_facts(transport)
@@ -406,8 +406,15 @@ class DeviceBenchmark:
                 tool = self._choose_tool(binary, facts, transport, model.format)
                 tool.check(facts, transport.label, model.format)
                 pinning = self._pinning(facts)
-                # This run's own directory (occupancy.py); a model kept by --keep is reused where it is.
-                run_dir = f"{transport.base_dir}/runs/{run_id()}"
+            # One benchmark at a time per device, before anything on it is looked at or changed (occupancy.py).
+            run = run_id()
+            with self.phase("lock", "waiting for the device"):
+                lock = DeviceLock(transport, transport.base_dir, run)
+                lock.acquire(lock_expiry(settings, model.bytes + Path(tool.local).stat().st_size),
+                             settings.lock_timeout, self._waiting)
+            with self.phase("preflight"):
+                # This run's own directory; a model kept by --keep is reused where it is.
+                run_dir = f"{transport.base_dir}/runs/{run}"
                 kept_dir = f"{transport.base_dir}/{model.sha256[:16]}"
                 tool_dir = f"{transport.base_dir}/bin/{tool.sha256[:16]}"
                 remote_tool = f"{tool_dir}/{tool.remote_name}"
@@ -442,7 +449,13 @@ class DeviceBenchmark:
         finally:
             if not lost and not cleaned:
                 self._cleanup(transport, run_dir)
+            if not lost and lock is not None:
+                lock.release()
             transport.close()
+
+    def _waiting(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress({"event": "wait", "message": message})
 
     def _choose_tool(self, binary: BinaryInfo | None, facts: DeviceFacts, transport: Transport, model_format: str):
         if binary is not None:
