@@ -248,4 +248,5 @@ def device_identity(device: str, **settings) -> dict:
 
 
 __all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",
-           "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote", "split_exit_marker", "with_exit_marker"]
+           "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote",
+           "split_exit_marker", "with_exit_marker"]

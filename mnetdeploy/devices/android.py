@@ -26,8 +26,9 @@ What one device benchmark does (each step's failure is one error line)
    the device's facts read in one round trip (hygiene.py); binary ABI vs device ABI; which files the device
    already has (sha256sum on the device, else a `.sha256` marker written after the copy); enough free space
    for the rest (`df -k`, with 1 MiB to spare).
-2. Copy: the model to this run's directory (with `--keep`: to `<base>/<sha256[:16]>/`), the tool (benchmark_model or remote_runner.py) to
-   `<base>/bin/<sha256[:16]>/`, where base is /data/local/tmp/mnetdeploy on Android, /tmp/mnetdeploy on Linux.
+2. Copy: the model to this run's directory (with `--keep`: to `<base>/<sha256[:16]>/`), the tool
+   (benchmark_model or remote_runner.py) to `<base>/bin/<sha256[:16]>/`, where base is /data/local/tmp/mnetdeploy
+   on Android, /tmp/mnetdeploy on Linux.
    Unchanged files are never copied again. `chmod 755` the tool; a freshly copied binary is started once
    (`--help=true`) so that "cannot execute" (wrong ABI, noexec, missing interpreter or libraries) is a pre-flight
    error rather than a failed benchmark.
