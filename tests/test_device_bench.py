@@ -178,6 +178,14 @@ def test_device_identity_tells_two_devices_apart_and_refuses_an_absent_one(adb_s
     assert raised.value.exit_code == 2 and "is unauthorized" in str(raised.value)
 
 
+def test_advice_quotes_the_serial_it_repeats(adb_standin_factory, artifact):
+    session = adb_standin_factory(arm64=False)
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android:x;touch y",
+                       "--benchmark-binary", str(STANDIN_BINARY))
+    assert result.exit_code == 2
+    assert "`adb connect 'x;touch y'` for a network device" in error_line(result)
+
+
 def test_no_adb_on_path_is_exit_2_with_how_to_install(artifact, tmp_path):
     env = {"PATH": str(tmp_path), "ADB": None, "ANDROID_SERIAL": None}
     for args in (["devices"], ["bench", str(artifact / "model_fp32.tflite"), "--device", "android",
@@ -434,6 +442,8 @@ def test_device_gone_mid_run_is_exit_1_and_nothing_is_stored(adb_standin_factory
     line = error_line(result)
     assert f"android:{session.serial}: the device stopped answering during the benchmark run" in line
     assert "no result was recorded" in line
+    # the benchmark's own log is the device's, not adb's words
+    assert "adb: INFO" not in line and "the device's last output: INFO: STARTING! | INFO: Loaded model" in line
     assert not any(s["device"] == f"android:{session.serial}" for s in stored(artifact))
 
 
@@ -541,6 +551,38 @@ def test_binary_that_cannot_execute_on_the_device_is_exit_2(adb_standin_arm64, a
     assert "the benchmark binary does not run there (exit status 127" in error_line(result)
     # the broken binary is not left in the cache, where the next run would trust it
     assert not any(session.host_path("/data/local/tmp/mnetdeploy/bin").iterdir())
+
+
+def test_a_binary_that_cannot_execute_does_not_evict_the_cached_good_one(adb_standin_arm64, artifact, tmp_path):
+    session = adb_standin_arm64
+    good = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                     "--benchmark-binary", str(STANDIN_BINARY), "--runs", "1", "--warmup", "0", "--min-seconds", "0",
+                     "--json")
+    assert good.exit_code == 0, good.output
+    cached = session.host_path(json.loads(good.stdout)[0]["execution"]["files"]["tool"])
+    bad = write_binary(tmp_path, "benchmark_model", "#!/system/bin/no-such-interpreter\n")
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(bad), *FAST)
+    assert result.exit_code == 2 and "does not run there" in error_line(result)
+    assert cached.is_file() and [p.name for p in session.host_path("/data/local/tmp/mnetdeploy/bin").iterdir()] \
+        == [cached.parent.name]
+
+
+LYING_DF = """#!/bin/sh
+echo "Filesystem      1K-blocks   Used Available Use% Mounted on"
+echo "/dev/block/dm-5 53135316 9294148  43841168  18% /data"
+"""
+
+
+def test_a_failed_push_leaves_no_empty_cache_directory(adb_standin_factory, artifact):
+    # df says there is room (another app may fill the phone after the check); the copy then fails
+    session = adb_standin_factory(arm64=True, profile=dataclasses.replace(PIXEL_2, data_free_kb=64))
+    session.host_path("/system/bin/df").write_text(LYING_DF)
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(STANDIN_BINARY), *FAST)
+    assert result.exit_code == 2 and "the device is full" in error_line(result)
+    bin_dir = session.host_path("/data/local/tmp/mnetdeploy/bin")
+    assert not bin_dir.exists() or list(bin_dir.iterdir()) == []
 
 
 def test_android_without_a_benchmark_binary_says_where_to_get_one(adb_standin_arm64, artifact):
@@ -703,6 +745,35 @@ def test_facts_and_df_and_devices_parsing():
     assert parse_server("farm.example:5037") == ["-H", "farm.example", "-P", "5037"]
     with pytest.raises(UserError):
         parse_server("farm:x")
+
+
+def test_quoted_device_output_is_cut_at_a_word_boundary():
+    from mnetdeploy.devices import last_words
+
+    said = last_words("ERROR: " + "tensor allocation failed " * 20, limit=60)
+    assert len(said) <= 60 and said.startswith("…")
+    assert said[1:].split()[0] in ("tensor", "allocation", "failed")   # a whole word after the cut
+    assert last_words("short | output", limit=60) == "short | output"
+
+
+def test_cool_down_warning_is_said_once_for_all_trials():
+    from mnetdeploy.devices.android import cooldown_warnings
+
+    hot = [{"cooled": False, "end_c": 52.0, "waited_s": 120.0, "start_c": 55.0},
+           {"cooled": True, "end_c": 41.0, "waited_s": 3.0, "start_c": 47.0},
+           {"cooled": False, "end_c": 49.5, "waited_s": 120.01, "start_c": 50.0}]
+    (warning,) = cooldown_warnings(hot, 45.0)
+    assert "up to 52 °C" in warning and "before 2 of 3 trials" in warning and "up to 120.01 s" in warning
+    assert cooldown_warnings([{"cooled": True, "end_c": 40.0, "waited_s": 0.0}], 45.0) == []
+
+
+def test_device_environment_facts_show_no_python_for_benchmark_model():
+    from mnetdeploy.report.render import environment_facts
+
+    facts = dict(environment_facts({"python": None, "packages": {"mnetdeploy": "1", "benchmark_model": "sha256:ab"}}))
+    assert facts["runtimes"].text == "benchmark_model sha256:ab"
+    assert dict(environment_facts({"python": "3.11.2", "packages": {"litert": "2.3"}}))["runtimes"].text == \
+        "litert 2.3; Python 3.11.2"
 
 
 def test_targets_settings_and_the_exit_marker():

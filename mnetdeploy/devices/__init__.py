@@ -231,8 +231,14 @@ def push_timeout(size_bytes: int) -> float:
 
 
 def last_words(text: str, limit: int = 300) -> str:
+    """The last three non-empty lines, joined; longer than `limit`: its end, from a word boundary, after "…"."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " | ".join(lines[-3:])[-limit:] if lines else ""
+    said = " | ".join(lines[-3:])
+    if len(said) <= limit:
+        return said
+    tail = said[-(limit - 1):]
+    cut = tail.find(" ")
+    return "…" + (tail[cut + 1:] if 0 <= cut < len(tail) - 1 else tail)
 
 
 def quote(path: str) -> str:

@@ -431,6 +431,7 @@ class DeviceBenchmark:
                 pushed = copy_files(transport, missing, tool_dir, remote_tool)
                 if remote_tool in pushed:
                     tool.exec_check(transport, remote_tool)
+                    evict_older_tools(transport, tool_dir, remote_tool)
             trials = self._trials(transport, tool, remote_tool, remote_model, pinning, facts, f"{run_dir}/bench.pid")
             with self.phase("parse"):
                 after = parse_facts(transport.check(FACTS_SCRIPT, 60.0, "reading the device state after the run")
@@ -553,27 +554,54 @@ def check_space(transport: Transport, facts: DeviceFacts, need_bytes: int) -> in
 
 def copy_files(transport: Transport, files: list[tuple[Path, str, str, int]], tool_dir: str,
                remote_tool: str) -> list[str]:
-    """Copy the missing files, mark them with their sha256, make the tool executable; returns what was copied."""
+    """Copy the missing files, mark them with their sha256, make the tool executable; returns what was copied.
+    A copy that fails removes the directories it was making (no empty or half-filled cache entry is left)."""
     if not files:
         return []
     directories = sorted({remote.rsplit("/", 1)[0] for _, remote, _, _ in files})
     transport.check("mkdir -p " + " ".join(quote(d) for d in directories), 60.0, "creating the directories")
-    for local, remote, _, size in files:
-        transport.push(Path(local), remote, push_timeout(size))
+    try:
+        for local, remote, _, size in files:
+            transport.push(Path(local), remote, push_timeout(size))
+    except DeviceLost:
+        raise
+    except BaseException:
+        with contextlib.suppress(UserError):
+            transport.shell("rm -rf " + " ".join(quote(d) for d in directories), 60.0, "removing a failed copy")
+        raise
     markers = "; ".join(f"echo {digest} > {quote(remote + '.sha256')}" for _, remote, digest, _ in files)
     finish = [markers]
     if any(remote == remote_tool for _, remote, _, _ in files):
-        name = remote_tool.rsplit("/", 1)[1]
-        bin_dir = tool_dir.rsplit("/", 1)[0]
-        # Older copies of the same tool are dropped: the cache holds one benchmark_model, not one per version.
         finish.append(f"chmod 755 {quote(remote_tool)}")
-        finish.append(f'for d in {quote(bin_dir)}/*; do [ "$d" != {quote(tool_dir)} ] && [ -e "$d/{name}" ] '
-                      f'&& rm -rf "$d"; done; true')
     transport.check("; ".join(finish), 60.0, "finishing the copy")
     return [remote for _, remote, _, _ in files]
 
 
+def evict_older_tools(transport: Transport, tool_dir: str, remote_tool: str) -> None:
+    """Drop older copies of the same tool: the cache holds one benchmark_model, not one per version. Only once
+    the new one has started, so a broken binary never evicts the good one."""
+    name = remote_tool.rsplit("/", 1)[1]
+    bin_dir = tool_dir.rsplit("/", 1)[0]
+    transport.check(f'for d in {quote(bin_dir)}/*; do [ "$d" != {quote(tool_dir)} ] && [ -e "$d/{name}" ] '
+                    f'&& rm -rf "$d"; done; true', 60.0, "removing older copies of the tool")
+
+
 # ------------------------------------------------------------------------------------------- the result
+
+def cooldown_warnings(cooldowns: list[dict[str, Any]], max_temp: float) -> list[str]:
+    """One warning for all trials that started hot (not one per trial), one for a device without sensors."""
+    hot = [c for c in cooldowns if c.get("cooled") is False]
+    warnings = []
+    if hot:
+        n = len(cooldowns)
+        which = "the trial" if n == 1 else f"all {n} trials" if len(hot) == n else f"{len(hot)} of {n} trials"
+        warnings.append(f"the device was still up to {max(c['end_c'] for c in hot):g} °C (hottest CPU zone) before "
+                        f"{which} after waiting up to {max(c['waited_s'] for c in hot):g} s for {max_temp:g} °C: it "
+                        "may be throttling; let it cool, or raise --cool-timeout")
+    if any(c.get("cooled") is None for c in cooldowns):
+        warnings.append("the device exposes no readable thermal zone: its temperature was not checked")
+    return warnings
+
 
 def _median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
@@ -640,14 +668,7 @@ def assemble_result(model, facts: DeviceFacts, after: DeviceFacts, transport: Tr
         warnings.append(f"{pinning.source}: the benchmark may run on little cores")
     elif "taskset" not in facts.tools and tool.runtime == "benchmark_model":
         warnings.append("the device has no taskset: not pinned to the chosen cores")
-    for t in trials:
-        cooldown = t.cooldown or {}
-        if cooldown.get("cooled") is False:
-            warnings.append(f"the device was still at {cooldown['end_c']:g} °C (hottest CPU zone) after waiting "
-                            f"{cooldown['waited_s']:g} s for {settings.max_temp:g} °C: it may be throttling; "
-                            "let it cool, or raise --cool-timeout")
-        elif cooldown.get("cooled") is None:
-            warnings.append("the device exposes no readable thermal zone: its temperature was not checked")
+    warnings += cooldown_warnings([t.cooldown or {} for t in trials], settings.max_temp)
     for t in trials:
         warnings += t.warnings
     warnings = list(dict.fromkeys(warnings))
@@ -746,4 +767,4 @@ def benchmark_on_device(model_path: str | Path, device: str, settings: DeviceSet
 
 
 __all__ = ["BenchmarkModelTool", "BinaryInfo", "DeviceBenchmark", "RunnerTool", "Trial", "WHERE_TO_GET",
-           "benchmark_on_device", "check_abi", "inspect_binary", "parse_df_available_kb"]
+           "benchmark_on_device", "check_abi", "cooldown_warnings", "inspect_binary", "parse_df_available_kb"]
