@@ -6,9 +6,9 @@
         artifact: "*_int8.tflite"   # glob on the artifact file name, default "*"
         format: tflite              # optional: keras | tflite | onnx
         precision: int8             # optional: fp32 | fp16 | dynamic | int8 | int16x8
-        device: host                # latency limits: the bench device (default host)
+        device: host                # latency limits: the bench device (default host); see DEVICE SELECTORS
         threads: 1                  # latency limits: only results with this thread count (default: all)
-        runtime: litert             # latency limits: optional, litert | onnxruntime
+        runtime: litert             # latency limits: optional, litert | onnxruntime | benchmark_model
         max_p50_ms: 12.0
         max_p90_ms: 20.0
         max_size: 4MB               # int bytes or "<number><unit>": B, KB=kB=1000, MB=1000^2, GB=1000^3,
@@ -24,6 +24,11 @@
       blocks: 20
       same_cpu: true
 
+Device selectors (`device:`): `host`; `android` (any Android device), `android:SERIAL` (one); `adb-linux`,
+`adb-linux:SERIAL`; `ssh://HOST` (any user and port on HOST), `ssh://USER@HOST[:PORT]`; or a glob on the result's
+full device label, e.g. `android:192.168.1.*` (a network serial changes with the IP) or `ssh://*`. Results of
+LiteRT's benchmark_model on Android have `runtime: benchmark_model`.
+
 Errors (unknown keys with a did-you-mean, wrong types, duplicate keys, malformed YAML) are one line with
 `file:line`, exit code 2. Duplicate keys are refused because YAML would silently keep the last one: a budget
 that quietly stops applying is the way gates rot.
@@ -32,6 +37,7 @@ that quietly stops applying is the way gates rot.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -92,9 +98,10 @@ class Rule(StrictModel):
     artifact: str = Field("*", description="glob on the artifact file name")
     format: Literal["keras", "tflite", "onnx"] | None = None
     precision: Literal["fp32", "fp16", "dynamic", "int8", "int16x8"] | None = None
-    device: str = Field("host", description="bench device of the latency results")
+    device: str = Field("host", description="bench device(s) of the latency results: host, android[:SERIAL], "
+                                            "adb-linux[:SERIAL], ssh://[USER@]HOST[:PORT] or a glob")
     threads: int | None = Field(None, ge=1, description="latency results with this thread count (default all)")
-    runtime: Literal["litert", "onnxruntime"] | None = None
+    runtime: Literal["litert", "onnxruntime", "benchmark_model"] | None = None
     # Limits
     max_p50_ms: float | None = Field(None, gt=0)
     max_p90_ms: float | None = Field(None, gt=0)
@@ -104,6 +111,17 @@ class Rule(StrictModel):
 
     _line: int | None = PrivateAttr(None)
     _index: int = PrivateAttr(0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v == "host" or v.startswith(("android", "adb-linux", "ssh://")) or any(c in v for c in "*?["):
+            return v
+        raise ValueError(f"unknown device {v!r}; use host, android, android:SERIAL, adb-linux[:SERIAL], "
+                         "ssh://HOST or a glob like 'android:192.168.1.*'")
+
+    def matches_device(self, device: str | None) -> bool:
+        return device_matches(self.device, device or "host")
 
     @field_validator("max_size", mode="before")
     @classmethod
@@ -129,6 +147,24 @@ class Rule(StrictModel):
     @property
     def line(self) -> int | None:
         return self._line
+
+
+_SSH_LABEL = re.compile(r"^ssh://(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+)(?::(?P<port>\d+))?/?$")
+
+
+def device_matches(selector: str, device: str) -> bool:
+    """Whether a result measured on `device` (its label) is selected by a rule's `device:` (module docstring)."""
+    if any(c in selector for c in "*?["):
+        return fnmatch.fnmatchcase(device, selector)
+    if selector in ("android", "adb-linux"):
+        return device.startswith(selector + ":")
+    if selector.startswith("ssh://"):
+        want, got = _SSH_LABEL.match(selector), _SSH_LABEL.match(device)
+        if not want or not got:
+            return selector == device
+        return (want["host"] == got["host"] and want["user"] in (None, got["user"])
+                and want["port"] in (None, got["port"]))
+    return device == selector
 
 
 class Regression(StrictModel):

@@ -182,7 +182,7 @@ def _raise_if(error: "UserError | None") -> None:
 @config_options("bench.benchmark_binary", "bench.serial", "bench.adb", "bench.adb_server")
 @config_option("bench.ssh_options", "--ssh-option", multiple=True)
 @config_options("bench.trials", "bench.cpu_mask", "bench.max_temp", "bench.cool_timeout", "bench.use_gpu",
-                "bench.use_nnapi", "bench.keep", "bench.run_timeout")
+                "bench.use_nnapi", "bench.keep", "bench.run_timeout", "bench.lock_timeout")
 @click.option("--against", type=click.Path(dir_okay=False), metavar="BASELINE_MODEL",
               help="A/B: compare the one MODEL with this baseline file in alternating rounds until a slowdown "
                    "beyond --max-slowdown is clearly there or clearly not (exit 0 pass, 1 fail, 3 inconclusive).")
@@ -213,7 +213,11 @@ def bench(ctx, models, config_path, as_json, out, against, max_slowdown, max_rou
         flags = ", ".join("--" + name.replace("ssh_options", "ssh_option").replace("_", "-")
                           for name in b.device_settings_given())
         raise UserError(f"{flags}: device options; add --device android (or adb-linux, ssh://HOST)")
-    paths = find_models(list(models), b.runtime)
+    notes: list[str] = []
+    paths_by_device = {device: find_models(list(models), b.runtime, device, notes) for device in b.devices}
+    for note in dict.fromkeys(notes):
+        stderr_console().print(f"note: {note}", soft_wrap=True, highlight=False)
+    paths = paths_by_device[b.devices[0]]
     if against:
         _bench_against(ctx, paths, against, b, max_slowdown=max_slowdown, max_rounds=max_rounds,
                        max_seconds=max_seconds, as_json=as_json, out=out)
@@ -222,7 +226,7 @@ def bench(ctx, models, config_path, as_json, out, against, max_slowdown, max_rou
     with bench_progress(stderr_console()) as track:
         for device in b.devices:
             for threads in b.threads:
-                for path in paths:
+                for path in paths_by_device[device]:
                     results.append(run_benchmark(path, device=device, progress=track(path),
                                                  settings=b.settings(device, threads)))
     dicts = [r.to_dict() for r in results]

@@ -240,6 +240,9 @@ class DeviceSettings(HostSettings):
     keep: bool = Field(False, description="Device: keep the model on the device (the tool stays cached anyway).")
     run_timeout: float = Field(600.0, gt=0, allow_inf_nan=False,
                                description="Device: seconds one benchmark run may take before it counts as hung.")
+    lock_timeout: float = Field(600.0, ge=0, allow_inf_nan=False,
+                                description="Device: seconds to wait while another benchmark (any host) uses the "
+                                            "device.")
 
     def check_for_device(self) -> None:
         if self.inputs:

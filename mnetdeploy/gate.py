@@ -74,6 +74,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import platform
+import shlex
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -318,15 +319,13 @@ def _latency_checks(rule: Rule, report: Report, artifacts: list[dict[str, Any]],
     checks = []
     for artifact in timed:
         results = [r for r in report.list("latency") if r.get("model") == artifact["file"]
-                   and r.get("device") == rule.device and rule.threads in (None, r.get("threads"))
+                   and rule.matches_device(r.get("device")) and rule.threads in (None, r.get("threads"))
                    and rule.runtime in (None, r.get("runtime"))]
         if not results:
-            threads = f" --threads {rule.threads}" if rule.threads else ""
             wanted = f"device {rule.device}" + (f", threads {rule.threads}" if rule.threads else "") + \
                 (f", runtime {rule.runtime}" if rule.runtime else "")
             raise UserError(f"{where}: needs the latency of {artifact['file']} ({wanted}) but {report.path} has "
-                            f"none; run `mnetdeploy bench {Path(report.directory) / artifact['file']} --device "
-                            f"{rule.device}{threads}` then `mnetdeploy report {report.directory}`")
+                            f"none; {_bench_advice(rule, report, artifact)}")
         for result in sorted(results, key=lambda r: (r.get("threads") or 0, str(r.get("runtime")),
                                                       str(r.get("xnnpack")))):
             for budget in LATENCY_LIMITS:
@@ -350,6 +349,28 @@ def _latency_checks(rule: Rule, report: Report, artifacts: list[dict[str, Any]],
                              # kept so a failure on a loaded machine can say so (load_notes)
                              "warnings": list(result.get("warnings") or []), "directory": report.directory}))
     return checks
+
+
+def _bench_advice(rule: Rule, report: Report, artifact: dict[str, Any]) -> str:
+    """A command that would produce a result this rule selects (or why none can)."""
+    device = rule.device
+    kind = "ssh" if device.startswith("ssh://") else device.partition(":")[0]
+    if any(c in device for c in "*?["):   # a pattern is no --device value: name one device of that kind
+        device = {"android": "android:SERIAL", "adb-linux": "adb-linux:SERIAL", "ssh": "ssh://HOST"}.get(kind, "host")
+    android = kind == "android"
+    if android and artifact.get("format") != "tflite":
+        return ("benchmark_model on Android runs .tflite only, so no result can match; narrow the rule to "
+                "artifact: '*.tflite' or use another device")
+    if android and rule.runtime not in (None, "benchmark_model"):
+        return "Android results come from benchmark_model; use runtime: benchmark_model (or drop runtime:)"
+    binary = " --benchmark-binary ./android_aarch64_benchmark_model" if android else \
+        " --benchmark-binary ./linux_aarch64_benchmark_model" if rule.runtime == "benchmark_model" else ""
+    if rule.runtime == "benchmark_model" and device == "host":
+        return "benchmark_model results come from devices; set device: android (or adb-linux, ssh://HOST)"
+    threads = f" --threads {rule.threads}" if rule.threads else ""
+    model = shlex.quote(str(Path(report.directory) / artifact["file"]))
+    return (f"run `mnetdeploy bench {model} --device {shlex.quote(device)}{binary}{threads}` then "
+            f"`mnetdeploy report {shlex.quote(report.directory)}`")
 
 
 def fp32_reference(evals: list[dict[str, Any]], data_hash: str | None) -> dict[str, Any] | None:

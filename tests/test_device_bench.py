@@ -13,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -136,6 +139,53 @@ def test_several_devices_and_no_serial_lists_them(adb_standin_factory, artifact)
         assert picked.exit_code == 2 and f"but android:{chosen} runs arm64-v8a" in error_line(picked)
 
 
+def wait_for_devices(session, count: int) -> None:
+    deadline = time.monotonic() + 15
+    while len(json.loads(bench_cli(session, "devices", "--json").stdout)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_device_identity_tells_two_devices_apart_and_refuses_an_absent_one(adb_standin_factory):
+    from mnetdeploy.devices import device_identity
+
+    reflashed = PIXEL_2.with_properties(
+        {"ro.build.fingerprint": "google/walleye/walleye:11/RP1A.201105.002/6869500:user/release-keys"})
+    first = adb_standin_factory(arm64=False)
+    second = adb_standin_factory(arm64=False, profile=reflashed)
+    assert first.adb("connect", second.serial, serial=False).returncode == 0
+    wait_for_devices(first, 2)
+    server = f"127.0.0.1:{first.env['ANDROID_ADB_SERVER_PORT']}"
+    digest = hashlib.sha256(STANDIN_BINARY.read_bytes()).hexdigest()
+    one = device_identity(f"android:{first.serial}", adb_server=server, benchmark_binary=str(STANDIN_BINARY))
+    two = device_identity(f"android:{second.serial}", adb_server=server, benchmark_binary=str(STANDIN_BINARY))
+    assert (one["kind"], one["serial"], two["serial"]) == ("android", first.serial, second.serial)
+    assert one["fingerprint"] == PIXEL_2.properties["ro.build.fingerprint"]
+    assert two["fingerprint"] == reflashed.properties["ro.build.fingerprint"]
+    assert (one["soc"], one["abi"], one["model"]) == ("Qualcomm MSM8998", "arm64-v8a", "Pixel 2")
+    assert one["benchmark_binary_sha256"] == digest
+    # stable: asking again gives the same dict (what a cache key needs); other devices differ
+    assert device_identity(f"android:{first.serial}", adb_server=server, benchmark_binary=str(STANDIN_BINARY)) == one
+    assert one != two
+    for absent in ("android:127.0.0.1:1", "ssh://root@127.0.0.1:1"):
+        with pytest.raises(UserError) as raised:
+            device_identity(absent, adb_server=server)
+        assert raised.value.exit_code == 2 and len(str(raised.value).splitlines()) == 1
+    assert "no device 127.0.0.1:1" in str(pytest.raises(UserError, device_identity, "android:127.0.0.1:1",
+                                                        adb_server=server).value)
+    locked = adb_standin_factory(arm64=False, authorize=False)
+    with pytest.raises(UserError) as raised:
+        device_identity("android", adb_server=f"127.0.0.1:{locked.env['ANDROID_ADB_SERVER_PORT']}")
+    assert raised.value.exit_code == 2 and "is unauthorized" in str(raised.value)
+
+
+def test_advice_quotes_the_serial_it_repeats(adb_standin_factory, artifact):
+    session = adb_standin_factory(arm64=False)
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android:x;touch y",
+                       "--benchmark-binary", str(STANDIN_BINARY))
+    assert result.exit_code == 2
+    assert "`adb connect 'x;touch y'` for a network device" in error_line(result)
+
+
 def test_no_adb_on_path_is_exit_2_with_how_to_install(artifact, tmp_path):
     env = {"PATH": str(tmp_path), "ADB": None, "ANDROID_SERIAL": None}
     for args in (["devices"], ["bench", str(artifact / "model_fp32.tflite"), "--device", "android",
@@ -182,6 +232,13 @@ def test_android_bench_gives_the_host_schema_with_device_facts_and_flows_into_re
 
     assert r.device == f"android:{session.serial}" and r.runtime == "benchmark_model"
     assert r.execution["parameters"]["Stand-in machine"] == "aarch64"   # the model ran as ARM code
+    from mnetdeploy.devices import device_identity
+
+    assert r.identity == record["identity"] == device_identity(
+        "android", adb_server=f"127.0.0.1:{session.env['ANDROID_ADB_SERVER_PORT']}",
+        benchmark_binary=str(STANDIN_BINARY))
+    assert (r.identity["serial"], r.identity["fingerprint"], r.identity["machine"]) == \
+        (session.serial, PIXEL_2.properties["ro.build.fingerprint"], "aarch64")
     assert r.execution["parameters"]["Num threads"] == "1"
     assert r.runs == 8 and r.warmup_runs == 1 and r.xnnpack is True and r.precision == "fp32"
     lat = r.latency_ms
@@ -233,6 +290,33 @@ def test_android_bench_gives_the_host_schema_with_device_facts_and_flows_into_re
     assert session.host_path(files["tool"]).is_file()
 
 
+def test_android_bench_of_a_directory_takes_its_tflite_files_and_notes_the_onnx_left_out(adb_standin_arm64, artifact,
+                                                                                         tmp_path):
+    """quantize writes .onnx beside .tflite by default; the README's `bench DIR --device android` must work."""
+    session = adb_standin_arm64
+    directory = tmp_path / "exports"
+    directory.mkdir()
+    shutil.copy(artifact / "model_fp32.tflite", directory / "model_fp32.tflite")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 8, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 3])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), directory / "model_fp32.onnx")
+    result = bench_cli(session, "bench", str(directory), "--device", "android", "--benchmark-binary",
+                       str(STANDIN_BINARY), "--runs", "2", "--warmup", "0", "--min-seconds", "0", "--json")
+    assert result.exit_code == 0, result.output
+    assert [Path(r["model"]).name for r in json.loads(result.stdout)] == ["model_fp32.tflite"]
+    assert "note:" in result.stderr and "left out 1 .onnx file(s) (model_fp32.onnx)" in result.stderr
+    assert "benchmark_model runs .tflite only" in result.stderr
+    # named explicitly, an .onnx is still a one-line error, before anything is copied
+    explicit = bench_cli(session, "bench", str(directory / "model_fp32.onnx"), "--device", "android",
+                         "--benchmark-binary", str(STANDIN_BINARY))
+    assert explicit.exit_code == 2 and "benchmark_model runs .tflite models" in error_line(explicit)
+    assert len(explicit.stderr.strip().splitlines()) == 1
+
+
 def test_second_run_reuses_the_per_hash_directory_without_pushing(adb_standin_arm64, artifact, tmp_path):
     session = adb_standin_arm64
     model = shutil.copy(artifact / "model_fp32.tflite", tmp_path / "m.tflite")   # outside the artifact dir
@@ -251,6 +335,78 @@ def test_second_run_reuses_the_per_hash_directory_without_pushing(adb_standin_ar
     assert second.exit_code == 0, second.output
     assert json.loads(second.stdout)[0]["execution"]["files"]["pushed"] == []
     assert pushes(session) == 2 and on_device.stat().st_mtime_ns == stamp
+
+
+TURNS = """#!/bin/sh
+# benchmark_model stand-in that logs when each benchmark run starts and ends on the device
+case "$*" in *--graph=*) echo "start $$" >> /data/local/tmp/turns.log ;; esac
+python3 /standin/benchmark_model_standin.py "$@"; status=$?
+case "$*" in *--graph=*) echo "end $$" >> /data/local/tmp/turns.log ;; esac
+exit $status
+"""
+
+
+def test_two_benchmarks_on_one_device_take_turns_and_both_succeed(adb_standin_arm64, artifact, tmp_path):
+    session = adb_standin_arm64
+    shutil.copy(STANDIN_BINARY, session.host_path("/standin/benchmark_model_standin.py"))
+    binary = write_binary(tmp_path, "benchmark_model", TURNS)
+    model = shutil.copy(artifact / "model_fp32.tflite", tmp_path / "same.tflite")   # the same model, twice
+    env = {k: v for k, v in os.environ.items() if k not in ("ANDROID_SERIAL", "ADB")}
+    env.update(HOME=session.env["HOME"], ANDROID_ADB_SERVER_PORT=session.env["ANDROID_ADB_SERVER_PORT"])
+    argv = [sys.executable, "-m", "mnetdeploy", "bench", str(model), "--device", "android", "--benchmark-binary",
+            str(binary), *FAST, "--json"]
+    runs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err.decode()
+        assert json.loads(out)[0]["latency_ms"]["p50"] > 0
+    turns = session.host_path("/data/local/tmp/turns.log").read_text().split("\n")[:-1]
+    assert len(turns) == 4
+    # never two at once: each run's start is followed by its own end
+    assert [t.split()[0] for t in turns] == ["start", "end", "start", "end"]
+    assert turns[0].split()[1] == turns[1].split()[1] and turns[2].split()[1] == turns[3].split()[1]
+    assert not session.host_path("/data/local/tmp/mnetdeploy/lock").exists()      # released
+    assert list(session.host_path("/data/local/tmp/mnetdeploy/runs").iterdir()) == []
+
+
+def hold_lock(session, owner: str) -> Path:
+    lock = session.host_path("/data/local/tmp/mnetdeploy/lock")
+    lock.mkdir(parents=True)
+    (lock / "owner").write_text(owner + "\n")
+    return lock
+
+
+def test_a_device_held_by_another_host_is_a_one_line_error_naming_the_owner(adb_standin_arm64, artifact):
+    now = int(time.time())
+    lock = hold_lock(adb_standin_arm64, f"host=ci-runner-7 pid=4242 token=t1 started={now} expires={now + 3600}")
+    result = bench_cli(adb_standin_arm64, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(STANDIN_BINARY), *FAST, "--lock-timeout", "1")
+    assert result.exit_code == 1, result.output
+    line = error_line(result)
+    assert "busy: another benchmark holds /data/local/tmp/mnetdeploy/lock (host ci-runner-7 pid 4242" in line
+    assert "--lock-timeout 1" in line
+    assert [l for l in result.stderr.splitlines() if l.startswith("error:")] == [line]
+    # it said what it waited for, once
+    waits = [l for l in result.stderr.splitlines() if l.startswith("note: waiting for")]
+    assert len(waits) == 1 and f"android:{adb_standin_arm64.serial}: in use by host ci-runner-7 pid 4242" in waits[0]
+    assert (lock / "owner").read_text().startswith("host=ci-runner-7 ")          # not ours to remove
+    assert pushes(adb_standin_arm64) == 0
+
+
+def test_stale_device_locks_are_broken(adb_standin_arm64, artifact):
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                     # a pid of this host that no longer exists
+    host = socket.gethostname()
+    now = int(time.time())
+    for owner in (f"host={host} pid={gone.pid} token=t2 started={now} expires={now + 3600}",
+                  f"host=elsewhere pid=1 token=t3 started={now - 7200} expires={now - 3600}"):
+        lock = hold_lock(adb_standin_arm64, owner)
+        result = bench_cli(adb_standin_arm64, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                           "--benchmark-binary", str(STANDIN_BINARY), "--runs", "1", "--warmup", "0",
+                           "--min-seconds", "0", "--lock-timeout", "0")
+        assert result.exit_code == 0, result.output
+        assert not lock.exists()
 
 
 # --------------------------------------------------------------------------------- adb: failure paths
@@ -286,6 +442,8 @@ def test_device_gone_mid_run_is_exit_1_and_nothing_is_stored(adb_standin_factory
     line = error_line(result)
     assert f"android:{session.serial}: the device stopped answering during the benchmark run" in line
     assert "no result was recorded" in line
+    # the benchmark's own log is the device's, not adb's words
+    assert "adb: INFO" not in line and "the device's last output: INFO: STARTING! | INFO: Loaded model" in line
     assert not any(s["device"] == f"android:{session.serial}" for s in stored(artifact))
 
 
@@ -319,6 +477,52 @@ def test_a_hung_benchmark_hits_the_run_timeout(adb_standin_arm64, artifact, tmp_
     assert "the benchmark run did not finish within 2 s" in error_line(result)
 
 
+HANGING = """#!/bin/sh
+case "$*" in *--graph=*) echo "INFO: STARTING!"; sleep 611 ;; esac
+"""
+
+
+def device_processes(rootfs: Path, marker: bytes) -> list[int]:
+    """Host pids of processes running inside the device's userland whose command line contains `marker`
+    (the userland has no /proc or ps of its own; its processes are this host's, under qemu-user)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes() and \
+                    Path(os.readlink(entry / "root")).resolve() == rootfs.resolve():
+                found.append(int(entry.name))
+        except OSError:
+            continue   # exited meanwhile, or not ours to read
+    return found
+
+
+def wait_gone(rootfs: Path, marker: bytes) -> list[int]:
+    """The matching processes still there after SIGKILL had time to land (bounded: at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while (left := device_processes(rootfs, marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_a_timed_out_benchmark_is_killed_on_the_android_device(adb_standin_arm64, artifact, tmp_path):
+    session = adb_standin_arm64
+    binary = write_binary(tmp_path, "benchmark_model", HANGING)
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(binary), *FAST, "--run-timeout", "3")
+    assert result.exit_code == 1 and "did not finish within 3 s" in error_line(result)
+    assert wait_gone(session.rootfs, b"sleep\x00611") == []
+
+
+def test_a_timed_out_benchmark_is_killed_on_the_ssh_board(ssh_board, artifact, tmp_path):  # noqa: F811
+    binary = write_binary(tmp_path, "benchmark_model", HANGING)
+    result = bench_cli(None, "bench", str(artifact / "model_fp32.tflite"), "--device", ssh_board.device,
+                       *ssh_board.cli_options(), "--benchmark-binary", str(binary), *FAST, "--run-timeout", "3")
+    assert result.exit_code == 1 and "did not finish within 3 s" in error_line(result)
+    assert wait_gone(ssh_board.rootfs, b"sleep\x00611") == []
+
+
 def test_no_space_on_the_device_is_exit_2_before_any_push(adb_standin_factory, artifact):
     session = adb_standin_factory(arm64=True, profile=dataclasses.replace(PIXEL_2, data_free_kb=2048))
     result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
@@ -347,6 +551,38 @@ def test_binary_that_cannot_execute_on_the_device_is_exit_2(adb_standin_arm64, a
     assert "the benchmark binary does not run there (exit status 127" in error_line(result)
     # the broken binary is not left in the cache, where the next run would trust it
     assert not any(session.host_path("/data/local/tmp/mnetdeploy/bin").iterdir())
+
+
+def test_a_binary_that_cannot_execute_does_not_evict_the_cached_good_one(adb_standin_arm64, artifact, tmp_path):
+    session = adb_standin_arm64
+    good = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                     "--benchmark-binary", str(STANDIN_BINARY), "--runs", "1", "--warmup", "0", "--min-seconds", "0",
+                     "--json")
+    assert good.exit_code == 0, good.output
+    cached = session.host_path(json.loads(good.stdout)[0]["execution"]["files"]["tool"])
+    bad = write_binary(tmp_path, "benchmark_model", "#!/system/bin/no-such-interpreter\n")
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(bad), *FAST)
+    assert result.exit_code == 2 and "does not run there" in error_line(result)
+    assert cached.is_file() and [p.name for p in session.host_path("/data/local/tmp/mnetdeploy/bin").iterdir()] \
+        == [cached.parent.name]
+
+
+LYING_DF = """#!/bin/sh
+echo "Filesystem      1K-blocks   Used Available Use% Mounted on"
+echo "/dev/block/dm-5 53135316 9294148  43841168  18% /data"
+"""
+
+
+def test_a_failed_push_leaves_no_empty_cache_directory(adb_standin_factory, artifact):
+    # df says there is room (another app may fill the phone after the check); the copy then fails
+    session = adb_standin_factory(arm64=True, profile=dataclasses.replace(PIXEL_2, data_free_kb=64))
+    session.host_path("/system/bin/df").write_text(LYING_DF)
+    result = bench_cli(session, "bench", str(artifact / "model_fp32.tflite"), "--device", "android",
+                       "--benchmark-binary", str(STANDIN_BINARY), *FAST)
+    assert result.exit_code == 2 and "the device is full" in error_line(result)
+    bin_dir = session.host_path("/data/local/tmp/mnetdeploy/bin")
+    assert not bin_dir.exists() or list(bin_dir.iterdir()) == []
 
 
 def test_android_without_a_benchmark_binary_says_where_to_get_one(adb_standin_arm64, artifact):
@@ -417,6 +653,25 @@ def test_ssh_board_without_onnxruntime_says_what_to_install(ssh_board, tmp_path)
     result = bench_cli(None, "bench", str(model), "--device", ssh_board.device, *ssh_board.cli_options(), *FAST)
     assert result.exit_code == 2, result.output
     assert "no onnxruntime on the board: pip install onnxruntime" in error_line(result)
+
+
+def test_ssh_destinations_are_never_read_as_options(tmp_path):
+    from mnetdeploy.devices import Target
+    from mnetdeploy.devices.ssh import SshTransport
+
+    for bad in ("ssh://-oProxyCommand=touch${IFS}x", "ssh://-oProxyCommand=x@board", "ssh://root@-oPort=2"):
+        with pytest.raises(UserError, match="may not start with '-'") as raised:
+            parse_target(bad)
+        assert raised.value.exit_code == 2
+    result = bench_cli(None, "bench", str(tmp_path / "m.tflite"), "--device", "ssh://-oProxyCommand=x")
+    assert result.exit_code == 2 and "may not start with '-'" in error_line(result)
+    # and in every ssh command line the destination comes after "--", however the Target was made
+    transport = SshTransport(Target("ssh", user=None, host="-oProxyCommand=touch"))
+    try:
+        for argv in (transport._shell_argv("true"), transport._exit_argv()):
+            assert argv[argv.index("-oProxyCommand=touch") - 1] == "--"
+    finally:
+        transport.close()
 
 
 # ------------------------------------------------------------------------------------ the pieces, alone
@@ -490,6 +745,35 @@ def test_facts_and_df_and_devices_parsing():
     assert parse_server("farm.example:5037") == ["-H", "farm.example", "-P", "5037"]
     with pytest.raises(UserError):
         parse_server("farm:x")
+
+
+def test_quoted_device_output_is_cut_at_a_word_boundary():
+    from mnetdeploy.devices import last_words
+
+    said = last_words("ERROR: " + "tensor allocation failed " * 20, limit=60)
+    assert len(said) <= 60 and said.startswith("…")
+    assert said[1:].split()[0] in ("tensor", "allocation", "failed")   # a whole word after the cut
+    assert last_words("short | output", limit=60) == "short | output"
+
+
+def test_cool_down_warning_is_said_once_for_all_trials():
+    from mnetdeploy.devices.android import cooldown_warnings
+
+    hot = [{"cooled": False, "end_c": 52.0, "waited_s": 120.0, "start_c": 55.0},
+           {"cooled": True, "end_c": 41.0, "waited_s": 3.0, "start_c": 47.0},
+           {"cooled": False, "end_c": 49.5, "waited_s": 120.01, "start_c": 50.0}]
+    (warning,) = cooldown_warnings(hot, 45.0)
+    assert "up to 52 °C" in warning and "before 2 of 3 trials" in warning and "up to 120.01 s" in warning
+    assert cooldown_warnings([{"cooled": True, "end_c": 40.0, "waited_s": 0.0}], 45.0) == []
+
+
+def test_device_environment_facts_show_no_python_for_benchmark_model():
+    from mnetdeploy.report.render import environment_facts
+
+    facts = dict(environment_facts({"python": None, "packages": {"mnetdeploy": "1", "benchmark_model": "sha256:ab"}}))
+    assert facts["runtimes"].text == "benchmark_model sha256:ab"
+    assert dict(environment_facts({"python": "3.11.2", "packages": {"litert": "2.3"}}))["runtimes"].text == \
+        "litert 2.3; Python 3.11.2"
 
 
 def test_targets_settings_and_the_exit_marker():

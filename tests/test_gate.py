@@ -277,7 +277,15 @@ def test_json_lists_every_check_with_its_numbers(model_dir, report, tmp_path):
     ("rules:\n  - {artifact: model_fp32.tflite, threads: 4, max_p50_ms: 3}\n",
      "needs the latency of model_fp32.tflite (device host, threads 4)"),
     ("rules:\n  - {artifact: model_fp32.tflite, device: pixel7, max_p90_ms: 3}\n",
-     "--device pixel7` then `mnetdeploy report"),
+     ":2: rules[0].device: unknown device 'pixel7'; use host, android, android:SERIAL"),
+    ("rules:\n  - {artifact: model_fp32.tflite, device: android, max_p50_ms: 3}\n",
+     "--device android --benchmark-binary ./android_aarch64_benchmark_model` then `mnetdeploy report"),
+    ("rules:\n  - {artifact: model_fp32.tflite, device: 'android:a;b', max_p50_ms: 3}\n",
+     "--device 'android:a;b' --benchmark-binary"),
+    ("rules:\n  - {artifact: model_fp32.tflite, device: 'android:10.0.0.*', max_p50_ms: 3}\n",
+     "--device android:SERIAL --benchmark-binary"),
+    ("rules:\n  - {artifact: model_fp32.tflite, device: android, runtime: litert, max_p50_ms: 3}\n",
+     "Android results come from benchmark_model; use runtime: benchmark_model"),
     ("rules:\n  - {artifact: model_fp32.tflite, min_top1: 50}\n", "needs the accuracy of model_fp32.tflite"),
     ("rules:\n  - {artifact: model.keras, max_p50_ms: 3}\n", "which `mnetdeploy bench` cannot time"),
 ])
@@ -443,6 +451,40 @@ def test_too_few_samples_too_short_and_no_shared_result_are_bad_input(report):
     other = with_latency(report, dict(real, threads=2))
     with pytest.raises(UserError, match="shares no latency result"):
         evaluate([Report("candidate", other)], budgets, [Report("baseline", report)])
+
+
+DEVICES = {"host": "litert", "android:192.168.1.7:5555": "benchmark_model", "android:R58M123ABC": "benchmark_model",
+           "adb-linux:emulator-5554": "litert", "ssh://root@board.local:2222": "litert",
+           "ssh://pi@other.local": "litert"}
+
+
+@slow
+def test_device_selectors_choose_device_results(report):
+    (real,) = report["latency"]
+    # the real result, as if `bench` had also run on these devices (labels as mnetdeploy writes them)
+    measured = dict(copy.deepcopy(report), latency=[
+        dict(real, device=device, runtime=runtime, latency_ms=dict(real["latency_ms"], p90=None))
+        for device, runtime in DEVICES.items()])
+    expected = {
+        "android": {"android:192.168.1.7:5555", "android:R58M123ABC"},
+        "android:R58M123ABC": {"android:R58M123ABC"},
+        "android:192.168.1.*": {"android:192.168.1.7:5555"},
+        "adb-linux": {"adb-linux:emulator-5554"},
+        "ssh://board.local": {"ssh://root@board.local:2222"},
+        "ssh://root@board.local:2222": {"ssh://root@board.local:2222"},
+        "ssh://*": {"ssh://root@board.local:2222", "ssh://pi@other.local"},
+        "host": {"host"},
+    }
+    for selector, devices in expected.items():
+        budgets = parse_budgets(f"rules:\n  - artifact: model_fp32.tflite\n    device: '{selector}'\n"
+                                f"    max_p50_ms: {p50(report) * 2}\n")
+        checks = evaluate([Report("r", measured)], budgets).checks
+        assert {c.device for c in checks} == devices, selector
+        assert all(c.verdict == "pass" for c in checks)
+    runtime = parse_budgets("rules:\n  - {artifact: model_fp32.tflite, device: '*', runtime: benchmark_model, "
+                            "max_p50_ms: 1000}\n")
+    assert {c.device for c in evaluate([Report("r", measured)], runtime).checks} == \
+        {"android:192.168.1.7:5555", "android:R58M123ABC"}
 
 
 # ---------------------------------------------------------------------- block bootstrap (bench/stats.py)

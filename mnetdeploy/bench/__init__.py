@@ -64,18 +64,30 @@ def run_benchmark(model_path: str | Path, device: str = "host",
     return benchmark_on_device(model_path, device, settings, progress)
 
 
-def find_models(targets: list[str | Path], runtime: str = "auto") -> list[Path]:
+def find_models(targets: list[str | Path], runtime: str = "auto", device: str = "host",
+                notes: list[str] | None = None) -> list[Path]:
     """The model files named by `targets`: files as given, directories expanded to their .tflite/.onnx
-    files (sorted by name; with --runtime litert/onnxruntime only that runtime's files)."""
+    files (sorted by name; with --runtime litert/onnxruntime only that runtime's files). On an android device
+    with runtime auto a directory means its .tflite files: benchmark_model runs nothing else, and quantize
+    writes ONNX beside TFLite by default; what was left out is said in `notes`."""
     wanted = {s for s, rt in BENCH_SUFFIXES.items() if runtime in ("auto", rt)}
+    android = runtime == "auto" and device.partition(":")[0] == "android"
+    if android:
+        wanted = {".tflite"}
     models: list[Path] = []
     for target in targets:
         path = Path(target)
         if path.is_dir():
             found = visible_files(path, wanted)  # no atomic-write temporaries
+            left_out = visible_files(path, {".onnx"}) if android else []
+            if left_out and notes is not None:
+                notes.append(f"{path}: left out {len(left_out)} .onnx file(s) ({', '.join(p.name for p in left_out)}): "
+                             "on android, benchmark_model runs .tflite only; bench ONNX on the host or on a Linux "
+                             "board (--device ssh://HOST or adb-linux)")
             if not found:
                 kinds = " or ".join(sorted(wanted))
-                raise UserError(f"{path}: no {kinds} models in this directory; export the model first or "
+                why = " (its .onnx files cannot run on android's benchmark_model)" if left_out else ""
+                raise UserError(f"{path}: no {kinds} models in this directory{why}; export the model first or "
                                 "pass a model file")
             models.extend(found)
         elif path.is_file():
@@ -104,11 +116,16 @@ def bench_progress(console):
     """A progress bar per model on `console` (stderr); yields `track(path)` -> a run_benchmark progress callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    def wait_note(event: dict[str, Any]) -> None:  # waiting for a busy device: worth a line even without a bar
+        if event["event"] == "wait":
+            console.print(f"note: {event['message']}", soft_wrap=True, highlight=False)
+
     if not console.is_terminal:  # CI logs and pipes: a line per model once it runs, instead of a bar
         def lines(path: str | Path) -> Callable[[dict[str, Any]], None]:
             name = display_name(path)
 
             def update(event: dict[str, Any]) -> None:
+                wait_note(event)
                 # Only once measuring starts: a model that fails to load stays a one-line error.
                 if event["event"] == "phase" and event["phase"] == "measure":
                     console.print(f"... {name}: measuring", markup=False, highlight=False, soft_wrap=True)
@@ -126,6 +143,8 @@ def bench_progress(console):
                     bar.update(task, description=f"{name}: {event['phase']}")
                 elif event["event"] == "progress":
                     bar.update(task, completed=event["done"], total=event["target"])
+                else:
+                    wait_note(event)
             return update
         yield track
 

@@ -36,6 +36,8 @@ one per model in the order benchmarked. Each object:
     inputs          {"kind": "images"|"random", "count": n, "seed": s|null, "directory": path|null}
     environment     machine, software and model file the numbers belong to (see environment.py)
     warnings        conditions that make the numbers less trustworthy (e.g. a loaded machine)
+    identity        device results: who the device is, asked of it (serial, build fingerprint or os-release +
+                    uname, SoC, ABI, benchmark binary sha256; mnetdeploy/devices/identity.py); null on the host
     timestamp       when the benchmark started, ISO 8601 UTC
 
 Timing: each sample is `time.perf_counter_ns()` immediately around `Runner.invoke` (copy the prepared input
@@ -102,6 +104,8 @@ class BenchResult:
     environment: dict[str, Any]
     timestamp: str
     warnings: list[str] = field(default_factory=list)
+    # Device results: who the device is (mnetdeploy/devices/identity.py), for cache keys; None on the host.
+    identity: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +121,7 @@ class BenchResult:
             raise UserError(f"{where}: schema_version {version!r}, this mnetdeploy reads {SCHEMA_VERSION}; "
                             "re-run `mnetdeploy bench` with this version")
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(d) - {"warnings"})
+        missing = sorted(names - set(d) - {"warnings", "identity"})
         if missing:
             raise UserError(f"{where}: missing field(s) {', '.join(missing)}; not a mnetdeploy bench result")
         kwargs = {k: v for k, v in d.items() if k in names}

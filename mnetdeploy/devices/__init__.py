@@ -7,6 +7,7 @@
 Modules (each imported where used, so this package stays cheap to import):
     adb.py              the adb client: finding it, listing devices, shell and push with their failure modes
     ssh.py              the ssh client, and the Python runner used on Linux boards (remote_runner.py)
+    identity.py         who a device is (serial, fingerprint or os-release, SoC, ABI): `device_identity`
     hygiene.py          device facts read in one shell round trip: big-core mask, governors, thermal cool-down
     android.py          the device benchmark itself (pre-flight, cached push, trials, BenchResult); how to get
                         `benchmark_model`
@@ -69,6 +70,11 @@ def parse_target(device: str) -> Target:
         match = _SSH.match(device)
         if not match:
             raise UserError(f"--device {device}: expected ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
+        for part in ("user", "host"):
+            # ssh would read a leading "-" as an option (-oProxyCommand=... runs a command here).
+            if (match[part] or "").startswith("-"):
+                raise UserError(f"--device {device}: the {part} may not start with '-'; expected "
+                                "ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
         port = int(match["port"]) if match["port"] else None
         if port is not None and not 0 < port < 65536:
             raise UserError(f"--device {device}: port {port} is out of range 1-65535")
@@ -172,13 +178,28 @@ def push_timeout(size_bytes: int) -> float:
 
 
 def last_words(text: str, limit: int = 300) -> str:
+    """The last three non-empty lines, joined; longer than `limit`: its end, from a word boundary, after "…"."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " | ".join(lines[-3:])[-limit:] if lines else ""
+    said = " | ".join(lines[-3:])
+    if len(said) <= limit:
+        return said
+    tail = said[-(limit - 1):]
+    cut = tail.find(" ")
+    return "…" + (tail[cut + 1:] if 0 <= cut < len(tail) - 1 else tail)
 
 
 def quote(path: str) -> str:
     return shlex.quote(path)
 
 
+def device_identity(device: str, settings: DeviceSettings | None = None, **values) -> dict:
+    """Who `device` is, asked of the device: serial, build fingerprint or os-release + uname, SoC, ABI, the
+    benchmark binary's sha256 (mnetdeploy/devices/identity.py). UserError (exit 2) when it is not there."""
+    from mnetdeploy.devices.identity import device_identity as ask
+
+    return ask(device, settings, **values)
+
+
 __all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",
-           "is_device_target", "last_words", "parse_target", "push_timeout", "quote", "split_exit_marker", "with_exit_marker"]
+           "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote",
+           "split_exit_marker", "with_exit_marker"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -151,7 +152,7 @@ def select_device(client: AdbClient, serial: str | None) -> DeviceEntry:
         if not matches:
             seen = ", ".join(d.describe() for d in devices) or "none"
             raise UserError(f"adb: no device {serial} (adb sees: {seen}); check the serial, the cable, or "
-                            f"`adb connect {serial}` for a network device")
+                            f"`adb connect {shlex.quote(serial)}` for a network device")
         entry = matches[0]
     elif not devices:
         raise UserError("adb: no device connected (`adb devices` lists none); plug in a phone with USB debugging "
@@ -197,8 +198,14 @@ class AdbTransport(Transport):
                             exit_code=1) from None
 
     def _failure(self, completed, what):
-        said = last_words(completed.stderr.decode(errors="replace") + completed.stdout.decode(errors="replace"))
-        why = f"adb: {said}" if said else "its output ended without the command's exit status"
+        # adb's own complaints are labelled adb; the command's output (a benchmark's log) is the device's.
+        stdout = completed.stdout.decode(errors="replace")
+        text = completed.stderr.decode(errors="replace") + "\n" + stdout
+        from_adb = [line for line in text.splitlines() if _LOST.search(line) or line.startswith(("adb:", "error:"))]
+        adb_said = last_words("\n".join(from_adb))
+        why = f"adb: {adb_said}" if adb_said else "its output ended without the command's exit status"
+        if last_words(stdout) and not from_adb:
+            why += f"; the device's last output: {last_words(stdout)}"
         return DeviceLost(f"{self.label}: the device stopped answering during {what} ({why}); reconnect it, check "
                           "`adb devices` and re-run; no result was recorded")
 

@@ -26,8 +26,9 @@ What one device benchmark does (each step's failure is one error line)
    the device's facts read in one round trip (hygiene.py); binary ABI vs device ABI; which files the device
    already has (sha256sum on the device, else a `.sha256` marker written after the copy); enough free space
    for the rest (`df -k`, with 1 MiB to spare).
-2. Copy: the model to `<base>/<sha256[:16]>/`, the tool (benchmark_model or remote_runner.py) to
-   `<base>/bin/<sha256[:16]>/`, where base is /data/local/tmp/mnetdeploy on Android, /tmp/mnetdeploy on Linux.
+2. Copy: the model to this run's directory (with `--keep`: to `<base>/<sha256[:16]>/`), the tool
+   (benchmark_model or remote_runner.py) to `<base>/bin/<sha256[:16]>/`, where base is /data/local/tmp/mnetdeploy
+   on Android, /tmp/mnetdeploy on Linux.
    Unchanged files are never copied again. `chmod 755` the tool; a freshly copied binary is started once
    (`--help=true`) so that "cannot execute" (wrong ABI, noexec, missing interpreter or libraries) is a pre-flight
    error rather than a failed benchmark.
@@ -38,9 +39,12 @@ What one device benchmark does (each step's failure is one error line)
    (W+1: benchmark_model counts the first inference as a warm-up run; mnetdeploy reports it as first_ms),
    stdout and stderr merged on the device so the order of its log lines is kept. Every trial is parsed
    (benchmark_output.py): a failed run raises BenchmarkFailed quoting the device (exit 1), never a number.
-5. The per-model directory is removed unless `--keep`; the tool stays cached under `<base>/bin/` (it rarely
-   changes and is the large file), older copies of the same tool are removed when a new one is copied. Remove
-   everything with `adb shell rm -r /data/local/tmp/mnetdeploy`.
+   A run that times out (`--run-timeout`), is interrupted or loses its connection kills the benchmark on the
+   device over a new connection (occupancy.py), so no hung process outlives it.
+5. The run's own directory `<base>/runs/<host>-<pid>-<random>/` is removed (a model kept with `--keep` lives in
+   `<base>/<sha256[:16]>/`, is reused by later runs and never removed by one); the tool stays cached under
+   `<base>/bin/` (it rarely changes and is the large file), older copies of the same tool are removed when a new
+   one is copied. Remove everything with `adb shell rm -r /data/local/tmp/mnetdeploy`.
 A device that stops answering at any point (adb's `device offline`, a cut output without the exit marker, a
 dropped ssh connection) is DeviceLost, exit 1; nothing is returned, so nothing is stored as a result.
 
@@ -85,6 +89,8 @@ from mnetdeploy.devices import (ANDROID_BASE, LINUX_BASE, DeviceLost, DeviceSett
 from mnetdeploy.devices.benchmark_output import BenchmarkFailed, parse_benchmark_output
 from mnetdeploy.devices.hygiene import (FACTS_SCRIPT, DeviceFacts, Pinning, big_core_mask, cpu_zones, cpufreq_record,
                                         parse_cpu_mask, parse_facts, read_facts, read_thermal, wait_until_cool)
+from mnetdeploy.devices.identity import read_identity
+from mnetdeploy.devices.occupancy import DeviceLock, lock_expiry, run_id, run_killable
 from mnetdeploy.errors import EXIT_USAGE, UserError
 from mnetdeploy.fsutil import sha256_file
 
@@ -389,7 +395,7 @@ class DeviceBenchmark:
             if binary is None and (settings.use_gpu or settings.use_nnapi):
                 raise UserError("--use-gpu/--use-nnapi are benchmark_model flags; pass --benchmark-binary")
             transport = open_transport(self.target, settings)
-        lost, cleaned, model_dir = False, False, None
+        lost, cleaned, run_dir, lock = False, False, None, None
         try:
             with self.phase("preflight"):
                 facts = read_facts(transport)
@@ -397,39 +403,61 @@ class DeviceBenchmark:
                     transport.label = transport.label.replace("android:", "adb-linux:", 1)  # no getprop: not Android
                 # Where files may go and run depends on what the device is, not on how it was named.
                 transport.base_dir = ANDROID_BASE if facts.android else LINUX_BASE
+                identity = read_identity(transport, binary.sha256 if binary else None)
                 tool = self._choose_tool(binary, facts, transport, model.format)
                 tool.check(facts, transport.label, model.format)
                 pinning = self._pinning(facts)
-                model_dir = f"{transport.base_dir}/{model.sha256[:16]}"
+            # One benchmark at a time per device, before anything on it is looked at or changed (occupancy.py).
+            run = run_id()
+            with self.phase("lock", "waiting for the device"):
+                lock = DeviceLock(transport, transport.base_dir, run)
+                lock.acquire(lock_expiry(settings, model.bytes + Path(tool.local).stat().st_size),
+                             settings.lock_timeout, self._waiting)
+            with self.phase("preflight"):
+                # This run's own directory; a model kept by --keep is reused where it is.
+                run_dir = f"{transport.base_dir}/runs/{run}"
+                kept_dir = f"{transport.base_dir}/{model.sha256[:16]}"
                 tool_dir = f"{transport.base_dir}/bin/{tool.sha256[:16]}"
-                remote_model = f"{model_dir}/model.{model.format}"
                 remote_tool = f"{tool_dir}/{tool.remote_name}"
+                kept_model = f"{kept_dir}/model.{model.format}"
+                present = remote_hashes(transport, [kept_model, remote_tool], "sha256sum" in facts.tools)
+                model_dir = kept_dir if settings.keep or present.get(kept_model) == model.sha256 else run_dir
+                remote_model = f"{model_dir}/model.{model.format}"
                 files = [(model.path, remote_model, model.sha256, model.bytes),
                          (tool.local, remote_tool, tool.sha256, Path(tool.local).stat().st_size)]
-                present = remote_hashes(transport, [f[1] for f in files], "sha256sum" in facts.tools)
                 missing = [f for f in files if present.get(f[1]) != f[2]]
                 space = check_space(transport, facts, sum(f[3] for f in missing))
             with self.phase("push", "copying to the device"):
                 pushed = copy_files(transport, missing, tool_dir, remote_tool)
                 if remote_tool in pushed:
                     tool.exec_check(transport, remote_tool)
-            trials = self._trials(transport, tool, remote_tool, remote_model, pinning, facts)
+                    evict_older_tools(transport, tool_dir, remote_tool)
+            trials = self._trials(transport, tool, remote_tool, remote_model, pinning, facts, f"{run_dir}/bench.pid")
             with self.phase("parse"):
                 after = parse_facts(transport.check(FACTS_SCRIPT, 60.0, "reading the device state after the run")
                                     .stdout)
-            self._cleanup(transport, model_dir)   # before the result, so its phases_s include it
+            self._cleanup(transport, run_dir)   # before the result, so its phases_s include it
             cleaned = True
             with self.phase("parse"):
-                return assemble_result(model, facts, after, transport, tool, pinning, trials, settings, started,
-                                       self.phases, {"pushed": [Path(p).name for p in pushed], "model_dir": model_dir,
-                                                     "tool": remote_tool, "free_kb": space, "kept": settings.keep})
+                result = assemble_result(model, facts, after, transport, tool, pinning, trials, settings, started,
+                                         self.phases, {"pushed": [Path(p).name for p in pushed],
+                                                       "model_dir": model_dir, "tool": remote_tool, "free_kb": space,
+                                                       "kept": settings.keep})
+                result.identity = identity
+                return result
         except DeviceLost:
             lost = True   # nothing to clean on a device that is gone, and every attempt would wait on it
             raise
         finally:
             if not lost and not cleaned:
-                self._cleanup(transport, model_dir)
+                self._cleanup(transport, run_dir)
+            if not lost and lock is not None:
+                lock.release()
             transport.close()
+
+    def _waiting(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress({"event": "wait", "message": message})
 
     def _choose_tool(self, binary: BinaryInfo | None, facts: DeviceFacts, transport: Transport, model_format: str):
         if binary is not None:
@@ -444,7 +472,7 @@ class DeviceBenchmark:
             return parse_cpu_mask(self.settings.cpu_mask, facts.cpus)
         return big_core_mask(facts.cpus, self.settings.threads)
 
-    def _trials(self, transport, tool, remote_tool, remote_model, pinning, facts) -> list[Trial]:
+    def _trials(self, transport, tool, remote_tool, remote_model, pinning, facts, pidfile) -> list[Trial]:
         settings = self.settings
         taskset = pinning.hex if pinning.mask is not None and "taskset" in facts.tools else None
         command = tool.command(remote_tool, remote_model, settings, taskset, pinning.cpus)
@@ -455,7 +483,7 @@ class DeviceBenchmark:
                 cooldown = wait_until_cool(lambda: read_thermal(transport), settings.max_temp,
                                            settings.cool_timeout)
             with self.phase("run", f"benchmarking{step}"):
-                result = transport.shell(command, settings.run_timeout, f"the benchmark run{step}")
+                result = run_killable(transport, command, pidfile, settings.run_timeout, f"the benchmark run{step}")
             with self.phase("parse"):
                 trial = tool.parse(result, transport.label, settings)
             with self.phase("cool-down"):
@@ -465,12 +493,13 @@ class DeviceBenchmark:
             trials.append(trial)
         return trials
 
-    def _cleanup(self, transport: Transport, model_dir: str | None) -> None:
-        if self.settings.keep or not model_dir:
+    def _cleanup(self, transport: Transport, run_dir: str | None) -> None:
+        """Remove this run's directory (never a kept model, never another run's files)."""
+        if not run_dir:
             return
         with self.phase("cleanup"):
             try:
-                transport.shell(f"rm -rf {quote(model_dir)}", 60.0, "removing the model from the device")
+                transport.shell(f"rm -rf {quote(run_dir)}", 60.0, "removing this run's files from the device")
             except UserError:
                 pass  # the result (or the error being raised) matters more than a leftover directory
 
@@ -525,27 +554,54 @@ def check_space(transport: Transport, facts: DeviceFacts, need_bytes: int) -> in
 
 def copy_files(transport: Transport, files: list[tuple[Path, str, str, int]], tool_dir: str,
                remote_tool: str) -> list[str]:
-    """Copy the missing files, mark them with their sha256, make the tool executable; returns what was copied."""
+    """Copy the missing files, mark them with their sha256, make the tool executable; returns what was copied.
+    A copy that fails removes the directories it was making (no empty or half-filled cache entry is left)."""
     if not files:
         return []
     directories = sorted({remote.rsplit("/", 1)[0] for _, remote, _, _ in files})
     transport.check("mkdir -p " + " ".join(quote(d) for d in directories), 60.0, "creating the directories")
-    for local, remote, _, size in files:
-        transport.push(Path(local), remote, push_timeout(size))
+    try:
+        for local, remote, _, size in files:
+            transport.push(Path(local), remote, push_timeout(size))
+    except DeviceLost:
+        raise
+    except BaseException:
+        with contextlib.suppress(UserError):
+            transport.shell("rm -rf " + " ".join(quote(d) for d in directories), 60.0, "removing a failed copy")
+        raise
     markers = "; ".join(f"echo {digest} > {quote(remote + '.sha256')}" for _, remote, digest, _ in files)
     finish = [markers]
     if any(remote == remote_tool for _, remote, _, _ in files):
-        name = remote_tool.rsplit("/", 1)[1]
-        bin_dir = tool_dir.rsplit("/", 1)[0]
-        # Older copies of the same tool are dropped: the cache holds one benchmark_model, not one per version.
         finish.append(f"chmod 755 {quote(remote_tool)}")
-        finish.append(f'for d in {quote(bin_dir)}/*; do [ "$d" != {quote(tool_dir)} ] && [ -e "$d/{name}" ] '
-                      f'&& rm -rf "$d"; done; true')
     transport.check("; ".join(finish), 60.0, "finishing the copy")
     return [remote for _, remote, _, _ in files]
 
 
+def evict_older_tools(transport: Transport, tool_dir: str, remote_tool: str) -> None:
+    """Drop older copies of the same tool: the cache holds one benchmark_model, not one per version. Only once
+    the new one has started, so a broken binary never evicts the good one."""
+    name = remote_tool.rsplit("/", 1)[1]
+    bin_dir = tool_dir.rsplit("/", 1)[0]
+    transport.check(f'for d in {quote(bin_dir)}/*; do [ "$d" != {quote(tool_dir)} ] && [ -e "$d/{name}" ] '
+                    f'&& rm -rf "$d"; done; true', 60.0, "removing older copies of the tool")
+
+
 # ------------------------------------------------------------------------------------------- the result
+
+def cooldown_warnings(cooldowns: list[dict[str, Any]], max_temp: float) -> list[str]:
+    """One warning for all trials that started hot (not one per trial), one for a device without sensors."""
+    hot = [c for c in cooldowns if c.get("cooled") is False]
+    warnings = []
+    if hot:
+        n = len(cooldowns)
+        which = "the trial" if n == 1 else f"all {n} trials" if len(hot) == n else f"{len(hot)} of {n} trials"
+        warnings.append(f"the device was still up to {max(c['end_c'] for c in hot):g} °C (hottest CPU zone) before "
+                        f"{which} after waiting up to {max(c['waited_s'] for c in hot):g} s for {max_temp:g} °C: it "
+                        "may be throttling; let it cool, or raise --cool-timeout")
+    if any(c.get("cooled") is None for c in cooldowns):
+        warnings.append("the device exposes no readable thermal zone: its temperature was not checked")
+    return warnings
+
 
 def _median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
@@ -612,14 +668,7 @@ def assemble_result(model, facts: DeviceFacts, after: DeviceFacts, transport: Tr
         warnings.append(f"{pinning.source}: the benchmark may run on little cores")
     elif "taskset" not in facts.tools and tool.runtime == "benchmark_model":
         warnings.append("the device has no taskset: not pinned to the chosen cores")
-    for t in trials:
-        cooldown = t.cooldown or {}
-        if cooldown.get("cooled") is False:
-            warnings.append(f"the device was still at {cooldown['end_c']:g} °C (hottest CPU zone) after waiting "
-                            f"{cooldown['waited_s']:g} s for {settings.max_temp:g} °C: it may be throttling; "
-                            "let it cool, or raise --cool-timeout")
-        elif cooldown.get("cooled") is None:
-            warnings.append("the device exposes no readable thermal zone: its temperature was not checked")
+    warnings += cooldown_warnings([t.cooldown or {} for t in trials], settings.max_temp)
     for t in trials:
         warnings += t.warnings
     warnings = list(dict.fromkeys(warnings))
@@ -718,4 +767,4 @@ def benchmark_on_device(model_path: str | Path, device: str, settings: DeviceSet
 
 
 __all__ = ["BenchmarkModelTool", "BinaryInfo", "DeviceBenchmark", "RunnerTool", "Trial", "WHERE_TO_GET",
-           "benchmark_on_device", "check_abi", "inspect_binary", "parse_df_available_kb"]
+           "benchmark_on_device", "check_abi", "cooldown_warnings", "inspect_binary", "parse_df_available_kb"]

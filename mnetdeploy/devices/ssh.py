@@ -71,7 +71,7 @@ class SshTransport(Transport):
         return argv
 
     def _shell_argv(self, command: str) -> list[str]:
-        return [self.destination, command]
+        return ["--", self.destination, command]   # "--": the destination is never read as an option
 
     def _client(self, argv_tail, timeout, what, stdin_path=None):
         try:
@@ -96,7 +96,7 @@ class SshTransport(Transport):
                       "into ssh-agent, or pass --ssh-option IdentityFile=PATH")
         elif "Host key verification failed" in said or "IDENTIFICATION HAS CHANGED" in said:
             advice = (f"the board's host key does not match the one in known_hosts; if it was re-imaged, remove "
-                      f"the old key with `ssh-keygen -R {self.destination.split('@')[-1]}`")
+                      f"the old key with `ssh-keygen -R {quote(self.destination.split('@')[-1])}`")
         else:
             advice = "check the address and port, that sshd runs on the board, and that `ssh` reaches it by hand"
         return UserError(f"{self.label}: cannot connect ({said or 'ssh exited ' + str(completed.returncode)}); "
@@ -117,11 +117,13 @@ class SshTransport(Transport):
                                 f"free space in {self.base_dir} and re-run", exit_code=EXIT_USAGE)
             raise UserError(f"{self.label}: copying {local} to {remote} failed ({said})", exit_code=1)
 
+    def _exit_argv(self) -> list[str]:
+        return [*self._base_argv(), "-O", "exit", "--", self.destination]
+
     def close(self) -> None:
         """Stop the shared master connection this transport started, and remove its socket directory."""
         try:
-            subprocess.run([*self._base_argv(), "-O", "exit", self.destination], capture_output=True, timeout=15,
-                           stdin=subprocess.DEVNULL)
+            subprocess.run(self._exit_argv(), capture_output=True, timeout=15, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             pass
         shutil.rmtree(self._control_dir, ignore_errors=True)

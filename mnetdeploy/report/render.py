@@ -246,7 +246,8 @@ def environment_facts(env: dict) -> list[tuple[str, Cell]]:
         ("governor", Cell(str(governor) if governor else "not exposed (VM/container)")),
         ("load average", Cell(" / ".join(f"{x:g}" for x in load) + " (1/5/15 min)" if isinstance(load, list)
                               else DASH)),
-        ("runtimes", Cell(f"{runtimes}; Python {env.get('python', '?')}")),
+        # benchmark_model on a phone runs no Python: say nothing rather than "Python None"
+        ("runtimes", Cell(runtimes + (f"; Python {env['python']}" if env.get("python") else "") or DASH)),
         ("OS", Cell(str(env.get("os") or DASH), f"host {env.get('hostname', '?')}")),
     ]
 
