@@ -142,10 +142,14 @@ class BenchStep(Step):
 
     def inputs(self, ctx: StepContext) -> dict[str, Any]:
         from mnetdeploy.bench.environment import cpu_model
+        from mnetdeploy.devices import device_identities
 
-        # Where a latency was measured is part of its identity: a cached result from another CPU is not this one's.
-        return {"models": _hashes(ctx.models((".tflite", ".onnx"))), "bench": ctx.config.bench.model_dump(mode="json"),
-                "machine": {"node": platform.node(), "cpu": cpu_model()}}
+        # Where a latency was measured is part of its identity: a cached result from another CPU, another phone
+        # or another benchmark binary is not this one's. Asking each device who it is also means a device that
+        # is gone is an error here, never a reuse of its old numbers.
+        b = ctx.config.bench
+        return {"models": _hashes(ctx.models((".tflite", ".onnx"))), "bench": b.model_dump(mode="json"),
+                "machine": {"node": platform.node(), "cpu": cpu_model()}, "devices": device_identities(b)}
 
     def run(self, ctx: StepContext) -> StepRecord:
         from mnetdeploy.bench import run_benchmark

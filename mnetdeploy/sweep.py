@@ -297,13 +297,15 @@ def point_key(config: Config) -> str:
     return config.artifact_name
 
 
-def point_settings(config: Config, accuracy: bool) -> str:
-    """What a point's recorded results depend on; a changed hash means the point is redone."""
+def point_settings(config: Config, accuracy: bool, devices: dict[str, Any] | None = None) -> str:
+    """What a point's recorded results depend on (`devices`: the identity of each device measured on); a
+    changed hash means the point is redone."""
     from mnetdeploy.bench.environment import cpu_model
 
     d = config.to_dict()
     return sha256_json({"model": d["model"], "quantize": d["quantize"], "eval": d["eval"] if accuracy else None,
                         "bench": d["bench"], "machine": {"node": platform.node(), "cpu": cpu_model()},
+                        "devices": devices or {},
                         "tool_version": __version__})
 
 
@@ -372,7 +374,10 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
     configs = point_configs(base, grid, out, options.formats)
     accuracy = accuracy_note(base)
     state = _State(out, grid, options.budgets, accuracy)
-    settings = {point_key(c): point_settings(c, accuracy[0]) for c in configs}
+    from mnetdeploy.devices import device_identities
+
+    identities = device_identities(base.bench)
+    settings = {point_key(c): point_settings(c, accuracy[0], identities) for c in configs}
     configs_by_key = {point_key(c): c for c in configs}
     budget = options.max_points if options.max_points is not None else len(configs)
 

@@ -55,6 +55,41 @@ def test_run_benchmarks_on_the_android_device_named_in_the_config(adb_standin_ar
     assert record["execution"]["parameters"]["Stand-in machine"] == "aarch64"   # ran on the device, as ARM code
 
 
+def test_run_reuses_a_device_result_only_for_the_same_device_and_fails_when_it_is_gone(adb_standin_factory,
+                                                                                      tmp_path):
+    """Issue 13.1: the bench step's cache key holds the device's identity; a missing device is an error."""
+    from device_standin.device_profile import PIXEL_2
+
+    first = adb_standin_factory(arm64=True)
+    config = device_config(tmp_path / "phone.yaml", first, "android", benchmark_binary=str(STANDIN_BINARY))
+    assert invoke(first, "run", str(config)).exit_code == 0
+
+    def bench_step(session):
+        result = invoke(session, "run", str(config), "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        step = next(s for s in data["steps"] if s["name"] == "bench")
+        devices = {r["device"] for r in json.loads((Path(data["artifact_dir"]) / "results" / "bench.json")
+                                                   .read_text())}
+        return step["status"], devices
+
+    assert bench_step(first) == ("reused", {f"android:{first.serial}"})
+    # Another phone (another serial and build) behind the configured adb server: measured afresh.
+    other = adb_standin_factory(arm64=True, profile=PIXEL_2.with_properties(
+        {"ro.build.fingerprint": "google/walleye/walleye:11/RP1A.999/1:user/release-keys"}))
+    device_config(config, other, "android", benchmark_binary=str(STANDIN_BINARY))
+    status, devices = bench_step(other)
+    assert status == "ran" and f"android:{other.serial}" in devices
+    # No device at all: an error naming the device, never the cached numbers.
+    other.adb("kill-server", serial=False, timeout=15)
+    other.device.stop()
+    gone = invoke(other, "run", str(config))
+    assert gone.exit_code == 2, gone.output
+    error = gone.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "adb" in error, error
+    assert "... bench" in gone.stderr and "... report" not in gone.stderr   # stopped at bench, nothing after
+
+
 def test_sweep_benchmarks_on_an_adb_linux_board_from_the_config(adb_standin_arm64, tmp_path):
     session = adb_standin_arm64
     session.host_path("/system/bin/getprop").unlink()                 # no Android: a Linux board over adb

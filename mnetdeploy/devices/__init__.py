@@ -30,7 +30,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from mnetdeploy.config import DeviceSettings
+from mnetdeploy.config import BenchConfig, DeviceSettings
 from mnetdeploy.errors import EXIT_FAILED, UserError
 
 EXIT_MARKER = "__MNETDEPLOY_EXIT="
@@ -200,6 +200,12 @@ def device_identity(device: str, settings: DeviceSettings | None = None, **value
     return ask(device, settings, **values)
 
 
+def device_identities(bench: BenchConfig) -> dict[str, dict]:
+    """The identity of every device `bench` measures on (not the host): part of the cache key of any step
+    that measures there. A device that is gone is an error, so old numbers are never reused for it."""
+    return {d: device_identity(d, bench.settings(d, bench.threads[0])) for d in bench.devices if d != "host"}
+
+
 __all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",
-           "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote",
+           "device_identities", "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote",
            "split_exit_marker", "with_exit_marker"]
