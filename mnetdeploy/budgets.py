@@ -197,6 +197,54 @@ class Budgets(StrictModel):
         return f"{self._source}{line}: {rule.label}"
 
 
+def quick_budgets(max_p50_ms: float | None = None, max_size_kb: float | None = None,
+                  min_top1: float | None = None, base: Budgets | None = None) -> Budgets:
+    """`base` plus one rule over everything for the limits given (sweep's --budget-latency-ms, ...)."""
+    budgets = (base or Budgets()).model_copy(deep=True)
+    limits = {"max_p50_ms": max_p50_ms, "max_size": None if max_size_kb is None else int(max_size_kb * 1024),
+              "min_top1": min_top1}
+    if any(v is not None for v in limits.values()):
+        rule = Rule(name="command line", device="*", **{k: v for k, v in limits.items() if v is not None})
+        rule._index = len(budgets.rules)
+        budgets.rules.append(rule)
+    return budgets
+
+
+def row_failures(budgets: Budgets, row: dict[str, Any], reference_top1: float | None = None) -> list[str]:
+    """Why one measured model (a sweep row: point, file, precision, threads, device, p50_ms, p90_ms,
+    size_bytes, top1) breaks the budgets: the gate's rules, applied to a single row. `reference_top1` is the
+    fp32 model's top-1 of the same point (for max_accuracy_drop). Each reason starts with what broke."""
+    why = []
+    for rule in budgets.rules:
+        if not (fnmatch.fnmatchcase(row["point"], rule.model) and fnmatch.fnmatchcase(row.get("file", ""), rule.artifact)
+                and rule.format in (None, row.get("format", "tflite")) and rule.precision in (None, row["precision"])):
+            continue
+        if rule.matches_device(row["device"]) and rule.threads in (None, row["threads"]):
+            for limit, key in (("max_p50_ms", "p50_ms"), ("max_p90_ms", "p90_ms")):
+                bound = getattr(rule, limit)
+                if bound is not None and row.get(key) is not None and row[key] > bound:
+                    why.append(f"{key[:3]} {row[key]:.2f} ms > {bound:g} ({rule.title})")
+        if rule.max_size is not None and row["size_bytes"] > rule.max_size:
+            why.append(f"size {row['size_bytes'] / 1024:.0f} KB > {rule.max_size / 1024:g} ({rule.title})")
+        top1 = row.get("top1")
+        if rule.min_top1 is not None and (top1 is None or top1 < rule.min_top1):
+            got = "not measured" if top1 is None else f"{top1:.1f} %"
+            why.append(f"top-1 {got} < {rule.min_top1:g} ({rule.title})")
+        if rule.max_accuracy_drop is not None and top1 is not None and reference_top1 is not None \
+                and reference_top1 - top1 > rule.max_accuracy_drop:
+            why.append(f"drop {reference_top1 - top1:.1f} points > {rule.max_accuracy_drop:g} ({rule.title})")
+    return why
+
+
+def rule_summary(rule: Rule) -> str:
+    """One line: the rule's limits and what it selects, for reports."""
+    limits = [f"{k} {v:g}" if k != "max_size" else f"max_size {format_size(v)}" for k in LIMITS
+              if (v := getattr(rule, k)) is not None]
+    selector = [f"{k} {v}" for k in ("model", "artifact", "format", "precision", "device", "threads", "runtime")
+                if (v := getattr(rule, k)) not in (None, "*", "host")]
+    return f"{rule.title}: {', '.join(limits)}" + (f" ({', '.join(selector)})" if selector else "")
+
+
 def load_budgets(path: str | Path) -> Budgets:
     path = Path(path)
     if not path.is_file():

@@ -357,7 +357,8 @@ def report(targets, out_dir, as_json):
     there and written into it. A report.json: re-rendered as it is (report.md/.html next to it, no
     rebuild). Several inputs: also a side-by-side comparison in --out (comparison.md, comparison.html)."""
     from mnetdeploy.report.console import stdout_console
-    from mnetdeploy.report.render import report_warnings, title, write_reports
+    from mnetdeploy.report.render import report_warnings, title
+    from mnetdeploy.report.write import write_reports
 
     items, comparison = write_reports(list(targets), out_dir)
     if as_json:
@@ -499,7 +500,7 @@ def devices(adb_path, adb_server, as_json):
 @click.option("--executor", metavar="MODULE:FACTORY",
               help="Build/quantize on another engine: FACTORY(jobs) returns an executor (e.g. a Dask client.map "
                    "or Ray adapter; see `python -c 'import mnetdeploy.sweep as s; help(s)'`).")
-@config_options("sweep.budget_latency_ms", "sweep.budget_size_kb", "sweep.min_top1", "bench.runs",
+@config_options("sweep.budgets", "sweep.budget_latency_ms", "sweep.budget_size_kb", "sweep.min_top1", "bench.runs",
                 "bench.min_seconds", "bench.warmup", "quantize.num_calib", "sweep.out", "sweep.max_points")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json's content on stdout.")
 @click.pass_context

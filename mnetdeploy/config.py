@@ -296,6 +296,8 @@ class SweepConfig(StrictModel):
     jobs: int = Field(1, ge=1, le=256, description="Build/quantize this many points in parallel (spawned "
                                                    "processes).")
     max_points: int | None = Field(None, ge=0, description="Stop after N new points (rerun to resume).")
+    budgets: str | None = Field(None, description="The gate's budgets YAML (e.g. configs/budgets.yaml): its rules "
+                                                  "decide which rows fit, per row.")
     budget_latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max p50 (ms).")
     budget_size_kb: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max model file size (KB).")
     min_top1: float | None = Field(None, ge=0, le=100, description="Min top-1 (%).")
@@ -447,7 +449,7 @@ def _line_of(text: str, loc: tuple) -> int | None:
 # Files and folders a config reads. Relative paths in a config file mean "next to the config", so a config runs
 # the same from any directory; outputs (output, gate.junit, sweep.out) stay relative to where you run.
 INPUT_PATHS = ("model.weights", "quantize.calib", "quantize.eval_data", "eval.data", "eval.labels", "bench.inputs",
-               "bench.benchmark_binary", "gate.budgets", "gate.baseline")
+               "bench.benchmark_binary", "gate.budgets", "gate.baseline", "sweep.budgets")
 NOT_PATHS = {"model.weights": "imagenet"}
 
 

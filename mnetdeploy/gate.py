@@ -205,7 +205,7 @@ def gate(report_paths: list[str | Path], budgets_path: str | Path,
     budgets = load_budgets(budgets_path)
     reports = [Report(str(p), load_report(_report_file(p, "report"))) for p in report_paths]
     baselines = [Report(str(p), load_report(_report_file(p, "--baseline"))) for p in baseline_paths]
-    return evaluate(reports, budgets, baselines)
+    return check_reports(reports, budgets, baselines)
 
 
 def _report_file(path: str | Path, what: str) -> Path:
@@ -228,7 +228,7 @@ def _report_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def evaluate(reports: list[Report], budgets: Budgets, baselines: list[Report] = ()) -> GateResult:
+def check_reports(reports: list[Report], budgets: Budgets, baselines: list[Report] = ()) -> GateResult:
     if not reports:
         raise UserError("gate: no report given; pass REPORT (report.json or its artifact directory)")
     _refuse_duplicate_names(reports, "report")
@@ -737,5 +737,5 @@ def write_junit(path: str | Path, result: GateResult) -> None:
     write_bytes(path, junit_xml(result))
 
 
-__all__ = ["gate", "evaluate", "compare_latency", "Check", "GateResult", "Report", "results_table", "junit_xml",
+__all__ = ["gate", "check_reports", "compare_latency", "Check", "GateResult", "Report", "results_table", "junit_xml",
            "write_junit", "check_notes", "fp32_reference", "load_notes", "store_gate_results"]

@@ -172,7 +172,7 @@ class ReportStep(Step):
     name = "report"
 
     def run(self, ctx: StepContext) -> StepRecord:
-        from mnetdeploy.report.render import write_report
+        from mnetdeploy.report.write import write_report
 
         path = write_report(ctx.artifact_dir)
         return StepRecord(self.name, "ran", detail=str(path), data={"report": str(path)})

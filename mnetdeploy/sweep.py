@@ -46,13 +46,13 @@ sweep.json (schema "mnetdeploy.sweep", version 1)
 -------------------------------------------------
     {"schema", "schema_version", "tool_version", "created", "updated",
      "grid": {"arch", "alphas", "resolutions", "precisions", "threads", "devices"},
-     "budgets": {"latency_ms", "size_kb", "min_top1"},
+     "budgets": {"source": budgets file | null, "rules": [one line per rule]},
      "accuracy": {"measured": bool, "note"},
      "points": {"<arch>_<alpha>_<res>": {"alpha", "resolution", "settings", "artifact_dir", "params", "macs",
                 "files": {"<precision>": {"file", "bytes", "top1"}}, "prepared_at", "prepare_seconds",
                 "measurements": [{"precision", "threads", "device", "p50_ms", "p90_ms", "measured_at"}],
                 "finished_at"}},
-     "rows": [{"point", "alpha", "resolution", "precision", "threads", "device", "params", "macs",
+     "rows": [{"point", "file", "format", "alpha", "resolution", "precision", "threads", "device", "params", "macs",
                "size_bytes", "p50_ms", "p90_ms", "top1", "on_frontier"}],
      "frontier": {"y": "top1" | "macs", "rows": [row indices]},
      "recommendation": {"row": index | null, "reason"},
@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from mnetdeploy import __version__
+from mnetdeploy.budgets import Budgets, load_budgets, quick_budgets, row_failures, rule_summary
 from mnetdeploy.config import Config
 from mnetdeploy.errors import ConfigError, UserError
 from mnetdeploy.fsutil import sha256_json, write_json
@@ -99,19 +100,12 @@ class Grid:
     devices: tuple[str, ...] = ("host",)
 
 
-@dataclass(frozen=True)
-class Budgets:
-    latency_ms: float | None = None
-    size_kb: float | None = None
-    min_top1: float | None = None
-
-
 @dataclass
 class SweepOptions:
     out: str | Path
     jobs: int = 1
     executor: Executor | None = None       # None: process_executor(jobs), or serial_executor for jobs == 1
-    budgets: Budgets = field(default_factory=Budgets)
+    budgets: Budgets = field(default_factory=Budgets)  # the gate's budgets (budgets.py), applied per row
     formats: tuple[str, ...] = ("tflite",)
     max_points: int | None = None          # stop after preparing/measuring this many new points (then resume)
 
@@ -123,7 +117,8 @@ def sweep_plan(config: Config) -> tuple[Grid, SweepOptions]:
     grid = Grid(config.model.arch, _unique(sw.alphas), _unique(sw.resolutions),
                 _unique(config.quantize.precisions), _unique(config.bench.threads), _unique(config.bench.devices))
     options = SweepOptions(out=sw.out or str(Path("sweeps") / grid.arch), jobs=sw.jobs, max_points=sw.max_points,
-                           budgets=Budgets(sw.budget_latency_ms, sw.budget_size_kb, sw.min_top1),
+                           budgets=quick_budgets(sw.budget_latency_ms, sw.budget_size_kb, sw.min_top1,
+                                                 load_budgets(sw.budgets) if sw.budgets else None),
                            formats=tuple(sw.formats))
     return grid, options
 
@@ -335,7 +330,8 @@ class _State:
                      "grid": {"arch": grid.arch, "alphas": list(grid.alphas), "resolutions": list(grid.resolutions),
                               "precisions": list(grid.precisions), "threads": list(grid.threads),
                               "devices": list(grid.devices)},
-                     "budgets": vars(budgets).copy(),
+                     "budgets": {"source": budgets.source if budgets.rules else None,
+                                 "rules": [rule_summary(r) for r in budgets.rules]},
                      "accuracy": {"measured": accuracy[0], "note": accuracy[1]},
                      "points": old.get("points", {})}
         self._lock = threading.Lock()
@@ -436,8 +432,8 @@ def table_rows(state: dict, keys: list[str]) -> list[dict]:
         p = state["points"][key]
         for m in p["measurements"]:
             f = p["files"][m["precision"]]
-            rows.append({"point": key, "alpha": p["alpha"], "resolution": p["resolution"],
-                         "precision": m["precision"], "threads": m["threads"], "device": m["device"],
+            rows.append({"point": key, "file": f["file"], "format": Path(f["file"]).suffix.lstrip("."),
+                         "alpha": p["alpha"], "resolution": p["resolution"], "precision": m["precision"], "threads": m["threads"], "device": m["device"],
                          "params": p["params"], "macs": p["macs"], "size_bytes": f["bytes"],
                          "p50_ms": m["p50_ms"], "p90_ms": m["p90_ms"], "top1": f.get("top1")})
     return rows
@@ -460,16 +456,12 @@ def pareto_front(rows: list[dict], y: str) -> list[int]:
     return front
 
 
-def budget_failures(row: dict, budgets: Budgets) -> list[str]:
-    why = []
-    if budgets.latency_ms is not None and row["p50_ms"] > budgets.latency_ms:
-        why.append(f"p50 {row['p50_ms']:.2f} ms > {budgets.latency_ms:g}")
-    if budgets.size_kb is not None and row["size_bytes"] / 1024 > budgets.size_kb:
-        why.append(f"size {row['size_bytes'] / 1024:.0f} KB > {budgets.size_kb:g}")
-    if budgets.min_top1 is not None and (row.get("top1") is None or row["top1"] < budgets.min_top1):
-        got = "not measured" if row.get("top1") is None else f"{row['top1']:.1f} %"
-        why.append(f"top-1 {got} < {budgets.min_top1:g}")
-    return why
+def budget_failures(row: dict, budgets: Budgets, rows: list[dict] | None = None) -> list[str]:
+    """Why `row` breaks the budgets (the gate's rules, budgets.row_failures); `rows` supply the fp32 top-1
+    of the same point for max_accuracy_drop."""
+    reference = next((r.get("top1") for r in rows or [] if r["point"] == row["point"] and r["precision"] == "fp32"),
+                     None)
+    return row_failures(budgets, row, reference)
 
 
 def row_label(row: dict) -> str:
@@ -487,17 +479,17 @@ def recommend(rows: list[dict], budgets: Budgets, y: str) -> tuple[int | None, s
     Returns (row index or None, a one-line reason)."""
     if not rows:
         return None, "nothing measured yet"
-    fits = [i for i, r in enumerate(rows) if not budget_failures(r, budgets)]
+    fits = [i for i, r in enumerate(rows) if not budget_failures(r, budgets, rows)]
     failed: dict[str, int] = {}
     for r in rows:
-        for why in budget_failures(r, budgets):
+        for why in budget_failures(r, budgets, rows):
             what = why.split(" ")[0]
             failed[what] = failed.get(what, 0) + 1
     failures = ", ".join(f"{n} {'below' if what == 'top-1' else 'over'} {what}" for what, n in failed.items())
     if not fits:
-        closest = min(range(len(rows)), key=lambda i: len(budget_failures(rows[i], budgets)))
+        closest = min(range(len(rows)), key=lambda i: len(budget_failures(rows[i], budgets, rows)))
         return None, (f"no configuration meets the budgets ({failures}); closest: {row_label(rows[closest])} "
-                      f"({'; '.join(budget_failures(rows[closest], budgets))})")
+                      f"({'; '.join(budget_failures(rows[closest], budgets, rows))})")
     def value(i: int) -> float:
         return rows[i][y] if rows[i][y] is not None else float("-inf")
 

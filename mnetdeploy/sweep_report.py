@@ -34,9 +34,10 @@ def sections(state: dict) -> list[Section]:
     if timing.get("pending"):
         results.missing = (f"{timing['pending']} grid point(s) not measured yet; rerun the same `mnetdeploy sweep` "
                            "command to resume")
-    budgets = {k: v for k, v in state.get("budgets", {}).items() if v is not None}
+    budgets = state.get("budgets", {})
     recommendation = Section("recommendation", "Recommendation")
-    recommendation.notes = [f"budgets: {', '.join(f'{k} {v:g}' for k, v in budgets.items()) or 'none given'}",
+    recommendation.notes = [f"budgets: {'; '.join(budgets.get('rules') or []) or 'none given'}"
+                            + (f" (from `{budgets['source']}`)" if budgets.get("source") else ""),
                             rec.get("reason", "")]
     fit = Section("fit", "Latency vs MACs: p50 = a · MACs + b", make_table(
         [("precision", False), ("threads", True), ("device", False), ("a (ms per M MACs)", True), ("b (ms)", True),
@@ -87,11 +88,11 @@ def macs_latency_svg(state: dict) -> str | None:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from mnetdeploy.report.plots import OTHER_COLOR, PRECISION_COLORS, PRECISION_MARKERS, _style, _svg
+    from mnetdeploy.report.plots import OTHER_COLOR, PRECISION_COLORS, PRECISION_MARKERS, plot_style, figure_svg
 
     departed = {d["row"] for f in state.get("fit", []) for d in f["departures"]}
     fits = {(f["precision"], f["threads"], f["device"]): f for f in state.get("fit", [])}
-    with matplotlib.rc_context(_style("sweep-macs")):
+    with matplotlib.rc_context(plot_style("sweep-macs")):
         fig = Figure(figsize=(9, 4.6), layout="constrained")
         ax = fig.subplots()
         for key, idx in _groups(rows).items():
@@ -115,7 +116,7 @@ def macs_latency_svg(state: dict) -> str | None:
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         ax.legend(loc="upper left", fontsize=8)
-        return _svg(fig, "MACs vs p50 latency with a linear fit per precision")
+        return figure_svg(fig, "MACs vs p50 latency with a linear fit per precision")
 
 
 def frontier_svg(state: dict, x_key: str = "p50_ms", salt: str = "sweep-frontier") -> str | None:
@@ -128,14 +129,14 @@ def frontier_svg(state: dict, x_key: str = "p50_ms", salt: str = "sweep-frontier
     import matplotlib
     from matplotlib.figure import Figure
 
-    from mnetdeploy.report.plots import OTHER_COLOR, PRECISION_COLORS, PRECISION_MARKERS, _label_points, _style, _svg
+    from mnetdeploy.report.plots import OTHER_COLOR, PRECISION_COLORS, PRECISION_MARKERS, label_points, plot_style, figure_svg
 
     def value(r: dict, k: str) -> float:
         return r[k] / 1e6 if k == "macs" else r[k]
 
     front = set(state.get("frontier", {}).get("rows", []))
     best = state.get("recommendation", {}).get("row")
-    with matplotlib.rc_context(_style(salt)):
+    with matplotlib.rc_context(plot_style(salt)):
         fig = Figure(figsize=(9, 4.8), layout="constrained")
         ax = fig.subplots()
         for i, r in enumerate(rows):
@@ -169,14 +170,14 @@ def frontier_svg(state: dict, x_key: str = "p50_ms", salt: str = "sweep-frontier
         ax.set_title(("MACs vs accuracy" if x_key == "macs" else "latency vs " +
                       ("accuracy" if y_key == "top1" else "MACs")) + " — Pareto frontier in bold")
         labelled = front | ({best} if best is not None else set())
-        _label_points(fig, ax, [(value(rows[i], x_key), value(rows[i], y_key), _label(rows[i]), 5.0)
+        label_points(fig, ax, [(value(rows[i], x_key), value(rows[i], y_key), _label(rows[i]), 5.0)
                                 for i in sorted(labelled)])
-        return _svg(fig, "sweep trade-off with the Pareto frontier")
+        return figure_svg(fig, "sweep trade-off with the Pareto frontier")
 
 
 # ----------------------------------------------------------------------------------------------- outputs
 
-def render_markdown(state: dict) -> str:
+def sweep_markdown(state: dict) -> str:
     from mnetdeploy.report.markdown import section_lines
 
     lines = [f"# Sweep: {state['grid']['arch']}", ""]
@@ -185,8 +186,8 @@ def render_markdown(state: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_html(state: dict) -> str:
-    from mnetdeploy.report.html import _figure, esc, page, section_html
+def sweep_html(state: dict) -> str:
+    from mnetdeploy.report.html import figure_html, esc, page, section_html
 
     secs = sections(state)
     grid = state["grid"]
@@ -195,20 +196,20 @@ def render_html(state: dict) -> str:
     for s in secs:
         parts.append(section_html(s, 2, "sweep-"))
         if s.key == "results":
-            parts.append(_figure(frontier_svg(state), "Latency vs accuracy (or MACs without accuracy); bold: the "
+            parts.append(figure_html(frontier_svg(state), "Latency vs accuracy (or MACs without accuracy); bold: the "
                                                       "Pareto frontier, star: the recommendation."))
-            parts.append(_figure(frontier_svg(state, "macs", "sweep-paper"), "MACs vs accuracy, as in the "
+            parts.append(figure_html(frontier_svg(state, "macs", "sweep-paper"), "MACs vs accuracy, as in the "
                                                                              "MobileNet papers."))
         if s.key == "fit":
-            parts.append(_figure(macs_latency_svg(state), "MACs vs p50 latency with the fitted line per precision."))
+            parts.append(figure_html(macs_latency_svg(state), "MACs vs p50 latency with the fitted line per precision."))
     return page(f"Sweep {grid['arch']} — mnetdeploy", "\n".join(parts),
                 f"generated by mnetdeploy {state.get('tool_version', '?')} from `sweep.json` "
                 f"(schema {state['schema']} v{state['schema_version']})")
 
 
 def write_outputs(out: Path, state: dict) -> None:
-    write_text(out / "sweep.md", render_markdown(state))
-    write_text(out / "sweep.html", render_html(state))
+    write_text(out / "sweep.md", sweep_markdown(state))
+    write_text(out / "sweep.html", sweep_html(state))
 
 
 def console_table(state: dict) -> Any:

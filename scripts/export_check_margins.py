@@ -74,7 +74,7 @@ def under_haswell(directory: Path, n: int, calib: Path | None, num_calib: int) -
     check images quantize used here (the held-out rest of the calibration folder, as quantize picks them)."""
     from mnetdeploy.arch.weights import load_keras_model
     from mnetdeploy.data import calibration_set
-    from mnetdeploy.quantize.pipeline import validation_images
+    from mnetdeploy.quantize.step import validation_images
 
     resolution = int(json.loads((directory / "summary.json").read_text())["resolution"])
     calibration = calibration_set(calib, num_calib, 0, resolution)

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mnetdeploy.bench import run_benchmark
     from mnetdeploy.budgets import Budgets
-    from mnetdeploy.gate import Report, evaluate
+    from mnetdeploy.gate import Report, check_reports
 
     # min_seconds 0: the script may be run with short runs on purpose, to measure how they flake (the gate
     # itself refuses results shorter than regression.min_seconds, default 0.5 s).
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "min_seconds": 0, "blocks": args.blocks or None}})
 
     def check(candidate: dict, baseline: dict):
-        result = evaluate([Report("rerun", report_of(candidate))], budgets, [Report("baseline", report_of(baseline))])
+        result = check_reports([Report("rerun", report_of(candidate))], budgets, [Report("baseline", report_of(baseline))])
         return result.checks[0]
 
     with tempfile.TemporaryDirectory() as tmp:

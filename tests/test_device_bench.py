@@ -206,7 +206,7 @@ def test_device_options_need_a_device(artifact):
 def test_android_bench_gives_the_host_schema_with_device_facts_and_flows_into_report_and_gate(adb_standin_arm64,
                                                                                                  artifact, tmp_path):
     from mnetdeploy.report.collect import build_report
-    from mnetdeploy.report.render import write_report
+    from mnetdeploy.report.write import write_report
 
     session = adb_standin_arm64
     model = artifact / "model_fp32.tflite"

@@ -27,7 +27,7 @@ from mnetdeploy.budgets import Budgets, load_budgets, parse_budgets, parse_size
 from mnetdeploy.cli import cli
 from mnetdeploy.errors import ConfigError, UserError
 from mnetdeploy.fsutil import write_json
-from mnetdeploy.gate import Report, evaluate
+from mnetdeploy.gate import Report, check_reports
 from mnetdeploy.report.collect import build_report
 from mnetdeploy.results import store_results
 
@@ -320,7 +320,7 @@ def scaled(result: dict, factor: float) -> dict:
 
 def regression_check(candidate: dict, baseline: dict, **regression):
     budgets = Budgets.model_validate({"regression": regression})
-    result = evaluate([Report("candidate", candidate)], budgets, [Report("baseline", baseline)])
+    result = check_reports([Report("candidate", candidate)], budgets, [Report("baseline", baseline)])
     (check,) = result.checks
     return check
 
@@ -444,13 +444,13 @@ def test_too_few_samples_too_short_and_no_shared_result_are_bad_input(report):
     few = dict(real, samples_ms=real["samples_ms"][:12])
     budgets = Budgets.model_validate({})
     with pytest.raises(UserError, match="12 samples, fewer than regression.min_samples 30"):
-        evaluate([Report("candidate", with_latency(report, few))], budgets, [Report("baseline", report)])
+        check_reports([Report("candidate", with_latency(report, few))], budgets, [Report("baseline", report)])
     short = dict(real, measured_seconds=0.2)
     with pytest.raises(UserError, match="measured for 0.2 s, less than regression.min_seconds 0.5"):
-        evaluate([Report("candidate", with_latency(report, short))], budgets, [Report("baseline", report)])
+        check_reports([Report("candidate", with_latency(report, short))], budgets, [Report("baseline", report)])
     other = with_latency(report, dict(real, threads=2))
     with pytest.raises(UserError, match="shares no latency result"):
-        evaluate([Report("candidate", other)], budgets, [Report("baseline", report)])
+        check_reports([Report("candidate", other)], budgets, [Report("baseline", report)])
 
 
 DEVICES = {"host": "litert", "android:192.168.1.7:5555": "benchmark_model", "android:R58M123ABC": "benchmark_model",
@@ -478,12 +478,12 @@ def test_device_selectors_choose_device_results(report):
     for selector, devices in expected.items():
         budgets = parse_budgets(f"rules:\n  - artifact: model_fp32.tflite\n    device: '{selector}'\n"
                                 f"    max_p50_ms: {p50(report) * 2}\n")
-        checks = evaluate([Report("r", measured)], budgets).checks
+        checks = check_reports([Report("r", measured)], budgets).checks
         assert {c.device for c in checks} == devices, selector
         assert all(c.verdict == "pass" for c in checks)
     runtime = parse_budgets("rules:\n  - {artifact: model_fp32.tflite, device: '*', runtime: benchmark_model, "
                             "max_p50_ms: 1000}\n")
-    assert {c.device for c in evaluate([Report("r", measured)], runtime).checks} == \
+    assert {c.device for c in check_reports([Report("r", measured)], runtime).checks} == \
         {"android:192.168.1.7:5555", "android:R58M123ABC"}
 
 
@@ -572,15 +572,15 @@ def test_a_latency_failure_on_a_loaded_machine_says_so_and_how_to_re_measure(tmp
     load = ("load average 3.41 over the last minute on 2 CPU(s): other processes compete for the CPU; "
             "latencies are likely inflated and noisy")
     budgets = parse_budgets("rules:\n  - artifact: model_int8.tflite\n    max_p90_ms: 25\n")
-    result = evaluate([_loaded_report(tmp_path, [load])], budgets)
+    result = check_reports([_loaded_report(tmp_path, [load])], budgets)
     assert result.verdict == "fail"
     (note,) = [line for line in check_notes(result) if "loaded machine" in line]
     assert "load average 3.41" in note
     assert f"`mnetdeploy bench {tmp_path / 'model_int8.tflite'} --threads 1`" in note
     assert f"`mnetdeploy report {tmp_path}`" in note and "--force" in note
     # No load warning, or a passing check: nothing to explain.
-    quiet = evaluate([_loaded_report(tmp_path, [])], budgets)
+    quiet = check_reports([_loaded_report(tmp_path, [])], budgets)
     assert not [line for line in check_notes(quiet) if "loaded machine" in line]
-    roomy = evaluate([_loaded_report(tmp_path, [load])], parse_budgets(
+    roomy = check_reports([_loaded_report(tmp_path, [load])], parse_budgets(
         "rules:\n  - artifact: model_int8.tflite\n    max_p90_ms: 30\n"))
     assert roomy.verdict == "pass" and not [line for line in check_notes(roomy) if "loaded machine" in line]

@@ -180,7 +180,7 @@ def test_the_graph_sees_imports_inside_functions():
 def _fingerprints(package_parent: Path) -> dict[str, str]:
     code = ("import json; from mnetdeploy.artifacts import code_fingerprint as f; print(json.dumps({"
             "'build': f('mnetdeploy.build')['code_sha256'], "
-            "'quantize': f('mnetdeploy.quantize.pipeline')['code_sha256'], "
+            "'quantize': f('mnetdeploy.quantize.step')['code_sha256'], "
             "'bench': f('mnetdeploy.bench', 'mnetdeploy.bench.host')['code_sha256']}))")
     env = dict(os.environ, PYTHONPATH=str(package_parent))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=package_parent,

@@ -26,7 +26,9 @@ from mnetdeploy.cli import cli
 from mnetdeploy.fsutil import sha256_file
 from mnetdeploy.report.collect import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, load_report
 from mnetdeploy.report.html import EXTERNAL_REF
-from mnetdeploy.report.render import render_html, render_markdown, write_report
+from mnetdeploy.report.html import render_html
+from mnetdeploy.report.markdown import render_markdown
+from mnetdeploy.report.write import write_report
 from mnetdeploy.results import load_results
 
 EVAL_IMAGES = 20

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from mnetdeploy import sweep as sw
+from mnetdeploy.budgets import parse_budgets, quick_budgets
 from mnetdeploy.cli import cli
 from mnetdeploy.config import load_config
 
@@ -39,18 +40,33 @@ def test_frontier_keeps_exactly_the_non_dominated_points_per_thread_count():
 def test_recommendation_is_the_most_accurate_fitting_row_and_says_why_others_failed():
     rows = [row(0.35, 96, "int8", 1.0, 10e6, 50, size_kb=500), row(0.5, 128, "int8", 2.0, 30e6, 60, size_kb=800),
             row(1.0, 224, "int8", 9.0, 300e6, 70, size_kb=3000), row(0.75, 160, "fp32", 4.0, 100e6, 66, size_kb=9000)]
-    best, reason = sw.recommend(rows, sw.Budgets(latency_ms=5, size_kb=1000), "top1")
+    best, reason = sw.recommend(rows, quick_budgets(max_p50_ms=5, max_size_kb=1000), "top1")
     assert best == 1
     assert reason.startswith("0.5/128 int8 1thr: top-1 60.0 %") and "2 failed the budgets" in reason
     assert "(1 over p50, 2 over size)" in reason   # 1.0/224 breaks both budgets
-    _, reason = sw.recommend(rows, sw.Budgets(min_top1=65), "top1")
+    _, reason = sw.recommend(rows, quick_budgets(min_top1=65), "top1")
     assert "2 below top-1" in reason
-    best, reason = sw.recommend(rows, sw.Budgets(min_top1=65, size_kb=5000), "top1")
+    best, reason = sw.recommend(rows, quick_budgets(min_top1=65, max_size_kb=5000), "top1")
     assert best == 2
-    best, reason = sw.recommend(rows, sw.Budgets(latency_ms=5), "macs")   # no accuracy: most MACs that fits
+    best, reason = sw.recommend(rows, quick_budgets(max_p50_ms=5), "macs")   # no accuracy: most MACs that fits
     assert best == 3 and "the most capacity" in reason
-    best, reason = sw.recommend(rows, sw.Budgets(latency_ms=0.5), "top1")
+    best, reason = sw.recommend(rows, quick_budgets(max_p50_ms=0.5), "top1")
     assert best is None and reason.startswith("no configuration meets the budgets")
+
+
+def test_the_sweep_applies_the_gates_budgets_file_per_row():
+    """A sweep takes the gate's budgets (selectors and limits, max_accuracy_drop against the point's fp32)."""
+    budgets = parse_budgets("rules:\n  - name: int8 size\n    precision: int8\n    max_size: 600KB\n"
+                            "  - name: int8 drop\n    artifact: '*_int8.*'\n    max_accuracy_drop: 5\n")
+    rows = [row(0.5, 128, "fp32", 2.0, 30e6, 62, size_kb=2000), row(0.5, 128, "int8", 1.0, 30e6, 60, size_kb=500),
+            row(0.35, 96, "fp32", 1.5, 10e6, 50, size_kb=1500), row(0.35, 96, "int8", 0.8, 10e6, 40, size_kb=700)]
+    for r in rows:
+        r["file"] = f"model_{r['precision']}.tflite"
+    failures = sw.budget_failures(rows[3], budgets, rows)
+    assert [f.split(" ")[0] for f in failures] == ["size", "drop"] and "(int8 drop)" in failures[1]
+    assert sw.budget_failures(rows[1], budgets, rows) == [] and sw.budget_failures(rows[2], budgets, rows) == []
+    best, reason = sw.recommend(rows, budgets, "top1")
+    assert best == 0 and "1 failed the budgets (1 over size, 1 over drop)" in reason
 
 
 def test_fit_recovers_the_line_and_flags_a_memory_bound_small_model():
@@ -262,11 +278,11 @@ def test_with_pretrained_weights_and_data_the_frontier_trades_latency_for_top1(t
 def test_latencies_inside_the_noise_are_a_tie_won_by_the_smaller_file():
     # The issue's sweep: fp32 0.004 ms faster than int8 (noise), int8 3.5x smaller.
     rows = [row(0.5, 128, "fp32", 0.412, 30e6, size_kb=900), row(0.5, 128, "int8", 0.416, 30e6, size_kb=257)]
-    best, reason = sw.recommend(rows, sw.Budgets(), "macs")
+    best, reason = sw.recommend(rows, quick_budgets(), "macs")
     assert best == 1
     assert "tied within 5 %" in reason and "0.5/128 fp32 1thr (0.412 ms, 900 KB)" in reason
     assert "chose the smallest file" in reason
     # A difference beyond the noise still goes to the faster.
     rows[0]["p50_ms"] = 0.30
-    best, reason = sw.recommend(rows, sw.Budgets(), "macs")
+    best, reason = sw.recommend(rows, quick_budgets(), "macs")
     assert best == 0 and "tied" not in reason and "the fastest of 2 equal on MACs" in reason

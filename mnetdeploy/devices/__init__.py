@@ -195,7 +195,7 @@ def quote(path: str) -> str:
 def device_identity(device: str, settings: DeviceSettings | None = None, **values) -> dict:
     """Who `device` is, asked of the device: serial, build fingerprint or os-release + uname, SoC, ABI, the
     benchmark binary's sha256 (mnetdeploy/devices/identity.py). UserError (exit 2) when it is not there."""
-    from mnetdeploy.devices.identity import device_identity as ask
+    from mnetdeploy.devices.android import device_identity as ask
 
     return ask(device, settings, **values)
 

@@ -768,3 +768,21 @@ def benchmark_on_device(model_path: str | Path, device: str, settings: DeviceSet
 
 __all__ = ["BenchmarkModelTool", "BinaryInfo", "DeviceBenchmark", "RunnerTool", "Trial", "WHERE_TO_GET",
            "benchmark_on_device", "check_abi", "cooldown_warnings", "inspect_binary", "parse_df_available_kb"]
+
+
+def device_identity(device: str, settings: DeviceSettings | None = None, **values: Any) -> dict[str, Any]:
+    """Ask `device` ("android[:SERIAL]", "adb-linux[:SERIAL]", "ssh://...") who it is; settings are DeviceSettings
+    fields (adb, adb_server, serial, ssh_options, benchmark_binary), as an object or as `values`. UserError, exit 2,
+    when the device is absent, unauthorized, offline or unreachable."""
+    from mnetdeploy.config import validated
+
+    options = settings or validated(DeviceSettings, values, "device_identity")
+    binary = inspect_binary(options.benchmark_binary).sha256 if options.benchmark_binary else None
+    transport = open_transport(parse_target(device), options)
+    try:
+        return read_identity(transport, binary)
+    except DeviceLost as exc:
+        # Gone between `adb devices` and the question: to a caller building a cache key that is "no device".
+        raise UserError(str(exc).replace("; no result was recorded", ""), exit_code=EXIT_USAGE) from None
+    finally:
+        transport.close()

@@ -16,12 +16,9 @@ Hardware line or the device tree's model. The serial (adb) or the ssh destinatio
 
 from __future__ import annotations
 
-from mnetdeploy.config import DeviceSettings
-
 from typing import Any
 
-from mnetdeploy.devices import DeviceLost, Transport
-from mnetdeploy.errors import EXIT_USAGE, UserError
+from mnetdeploy.devices import Transport
 
 # One round trip, shell builtins and the tools every device has (getprop on Android, uname elsewhere).
 IDENTITY_SCRIPT = "; ".join([
@@ -102,23 +99,4 @@ def read_identity(transport: Transport, binary_sha256: str | None = None) -> dic
     return identity_from(transport, facts, binary_sha256)
 
 
-def device_identity(device: str, settings: DeviceSettings | None = None, **values: Any) -> dict[str, Any]:
-    """Ask `device` ("android[:SERIAL]", "adb-linux[:SERIAL]", "ssh://...") who it is; settings are DeviceSettings
-    fields (adb, adb_server, serial, ssh_options, benchmark_binary), as an object or as `values`. UserError, exit 2,
-    when the device is absent, unauthorized, offline or unreachable."""
-    from mnetdeploy.config import validated
-    from mnetdeploy.devices import parse_target
-    from mnetdeploy.devices.android import inspect_binary, open_transport
-
-    options = settings or validated(DeviceSettings, values, "device_identity")
-    binary = inspect_binary(options.benchmark_binary).sha256 if options.benchmark_binary else None
-    transport = open_transport(parse_target(device), options)
-    try:
-        return read_identity(transport, binary)
-    except DeviceLost as exc:
-        # Gone between `adb devices` and the question: to a caller building a cache key that is "no device".
-        raise UserError(str(exc).replace("; no result was recorded", ""), exit_code=EXIT_USAGE) from None
-    finally:
-        transport.close()
-
-__all__ = ["IDENTITY_SCRIPT", "device_identity", "identity_from", "parse_identity", "read_identity"]
+__all__ = ["IDENTITY_SCRIPT", "identity_from", "parse_identity", "read_identity"]

@@ -26,7 +26,7 @@ The candidates, from most int8 to most float:
   On other CPUs these constants may not hold: "auto" measures instead.
 
 Float ops carry float values; the quantize pipeline also gives their layers the exact float weights (not the
-int8-snapped ones: quantize/pipeline.py `tflite_int8`), so the "cpu" graph is closer to the float model than
+int8-snapped ones: quantize/step.py `tflite_int8`), so the "cpu" graph is closer to the float model than
 "integer-only" (tests/test_int8_graph.py).
 """
 

@@ -3,7 +3,8 @@
     from mnetdeploy.quantize import quantize
     result = quantize("artifacts/v2_1.0_224", precisions=["fp32", "int8"], calib="calib_images/")
 
-    pipeline.py     the step: caching, calibration, checks, reports
+    step.py         the step: caching, calibration, checks, reports
+    models.py       the Keras models every int8 export starts from, and conversions shared with analysis/recovery
     fold.py         batch norm folded into the convolutions (Keras, before any export)
     rounding.py     int8 weights chosen in Keras: bias correction, adaptive rounding
     onnx_static.py  ONNX Runtime static quantization (QDQ, per-channel)
@@ -12,6 +13,6 @@
 Heavy libraries are imported inside functions, so importing this package is cheap.
 """
 
-from mnetdeploy.quantize.pipeline import QuantizeResult, quantize
+from mnetdeploy.quantize.step import QuantizeResult, quantize
 
 __all__ = ["QuantizeResult", "quantize"]

@@ -175,7 +175,7 @@ def step_inputs(models: PreparedModels, fmt: str, precision: str, options: Quant
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inputs recorded in the manifest, the part of them that is hashed into the cache key)."""
     inputs = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
-              "tool": code_fingerprint("mnetdeploy.quantize.pipeline"), "converters": converter_versions()}
+              "tool": code_fingerprint("mnetdeploy.quantize.step"), "converters": converter_versions()}
     if precision not in CALIBRATED:
         return inputs, inputs
     record = models.calibration.describe()

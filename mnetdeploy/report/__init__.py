@@ -1,5 +1,5 @@
 """Human renderings of results: console tables (console.py), report.json (collect.py), and report.md /
-report.html with plots (render.py, markdown.py, html.py, plots.py).
+report.html with plots (render.py: what they show; markdown.py, html.py, plots.py: how; write.py: the files).
 
     from mnetdeploy.report import write_report, render_markdown, render_html
 
@@ -10,10 +10,10 @@ tables) pulls in nothing heavy; matplotlib is imported only when a page with plo
 from __future__ import annotations
 
 _LAZY = {
-    "write_report": "mnetdeploy.report.render",
-    "render_markdown": "mnetdeploy.report.render",
-    "render_html": "mnetdeploy.report.render",
-    "write_comparison": "mnetdeploy.report.render",
+    "write_report": "mnetdeploy.report.write",
+    "render_markdown": "mnetdeploy.report.markdown",
+    "render_html": "mnetdeploy.report.html",
+    "write_comparison": "mnetdeploy.report.write",
     "build_report": "mnetdeploy.report.collect",
     "load_report": "mnetdeploy.report.collect",
 }

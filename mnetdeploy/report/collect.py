@@ -91,7 +91,7 @@ def _gate_result(directory: Path) -> dict[str, Any] | None:
 
 
 def _int8_graph_decision(directory: Path) -> dict[str, Any] | None:
-    from mnetdeploy.quantize.pipeline import REPORT as QUANTIZE_JSON
+    from mnetdeploy.quantize.step import REPORT as QUANTIZE_JSON
 
     path = directory / QUANTIZE_JSON
     return read_json(path).get("int8_graph") if path.is_file() else None
@@ -107,8 +107,8 @@ def _model_files(directory: Path) -> list[Path]:
 
 def _quantization_records(directory: Path) -> dict[str, dict[str, Any]]:
     """Per exported file: precision, validation against Keras and calibration, from the quantize step's
-    record (`quantize.json`, written by mnetdeploy.quantize.pipeline)."""
-    from mnetdeploy.quantize.pipeline import REPORT as QUANTIZE_JSON
+    record (`quantize.json`, written by mnetdeploy.quantize.step)."""
+    from mnetdeploy.quantize.step import REPORT as QUANTIZE_JSON
 
     path = directory / QUANTIZE_JSON
     if not path.is_file():

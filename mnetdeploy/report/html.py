@@ -107,7 +107,7 @@ def facts_html(report: dict) -> str:
     return f'<dl class="facts">{items}</dl>'
 
 
-def _figure(svg: str | None, caption: str) -> str:
+def figure_html(svg: str | None, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>" if svg else ""
 
 
@@ -117,9 +117,9 @@ def plots_html(report: dict, level: int, prefix: str) -> str:
     parts = [f'<section id="{esc(prefix)}plots"><h{level}>Plots</h{level}>']
     if latency is None and tradeoff is None:
         parts.append(f'<p class="missing">{inline(latency_section(report).missing or "not measured")}</p>')
-    parts.append(_figure(latency, "Latency distribution per model file, grouped by threads: every measured run "
+    parts.append(figure_html(latency, "Latency distribution per model file, grouped by threads: every measured run "
                                   "(dots) with its quartiles (box) and median (line)."))
-    parts.append(_figure(tradeoff, "Size vs latency vs accuracy: x = p50 latency, y = top-1 when measured for "
+    parts.append(figure_html(tradeoff, "Size vs latency vs accuracy: x = p50 latency, y = top-1 when measured for "
                                    "every file (otherwise size), marker area = file size."))
     parts.append("</section>")
     return "\n".join(parts)
@@ -167,7 +167,7 @@ def render_html(reports: list[dict]) -> str:
         parts.append(section_html(s, 2, "cmp-"))
         if s.key == "tradeoff":
             svg = plots.comparison_svg(comparison_rows(reports, labels), salt="cmp")
-            parts.append(_figure(svg, "Speed / accuracy trade-off: x = p50 latency, y = top-1 when measured for "
+            parts.append(figure_html(svg, "Speed / accuracy trade-off: x = p50 latency, y = top-1 when measured for "
                                       "every file (otherwise size); colour = model, marker = precision, "
                                       "area = file size."))
     for i, (label, r) in enumerate(zip(labels, reports)):

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnetdeploy.report.render import _num, latency_rows, runtime_label, top1_by_file, artifact_by_file
+from mnetdeploy.report.render import number, latency_rows, runtime_label, top1_by_file, artifact_by_file
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "fp16": "#17becf", "bf16": "#8c564b", "dynamic": "#ff7f0e",
                     "int16x8": "#9467bd", "int8": "#2ca02c"}
@@ -22,14 +22,14 @@ MODEL_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"
                 "#bcbd22", "#7f7f7f"]
 
 
-def _style(salt: str) -> dict[str, Any]:
+def plot_style(salt: str) -> dict[str, Any]:
     # A distinct hash salt per figure keeps the clip-path ids of several SVGs on one page from colliding.
     return {"svg.fonttype": "none", "svg.hashsalt": salt, "font.family": "DejaVu Sans", "font.size": 9,
             "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
             "axes.titlesize": 10, "axes.titleweight": "bold", "axes.titlelocation": "left"}
 
 
-def _svg(fig, description: str) -> str:
+def figure_svg(fig, description: str) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
@@ -59,7 +59,7 @@ def _row_label(r: dict, runtimes: int, devices: int) -> str:
 
 def _samples(r: dict) -> list[float]:
     values = r.get("samples_ms")
-    return [float(x) for x in values if _num(x) is not None] if isinstance(values, list) else []
+    return [float(x) for x in values if number(x) is not None] if isinstance(values, list) else []
 
 
 def latency_distribution_svg(report: dict, salt: str = "latency") -> str | None:
@@ -78,7 +78,7 @@ def latency_distribution_svg(report: dict, salt: str = "latency") -> str | None:
     runtimes = len({runtime_label(r) for r in rows})
     devices = len({r.get("device") for r in rows})
     rng = np.random.default_rng(0)  # jitter only; fixed so the same report renders the same page
-    with matplotlib.rc_context(_style(salt)):
+    with matplotlib.rc_context(plot_style(salt)):
         heights = [max(len(g), 1) * 0.5 + 0.7 for g in groups.values()]
         fig = Figure(figsize=(9, sum(heights) + 0.6), layout="constrained")
         axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False,
@@ -97,7 +97,7 @@ def latency_distribution_svg(report: dict, salt: str = "latency") -> str | None:
                 ax.scatter(values, pos + rng.uniform(-0.18, 0.18, len(values)), s=7, color=color, alpha=0.6,
                            linewidths=0, zorder=3)
             for i, (pos, r) in enumerate(zip(positions, group)):
-                p50 = _num(r["latency_ms"].get("p50"))
+                p50 = number(r["latency_ms"].get("p50"))
                 if p50 is not None:  # next to the box's upper whisker, where the eye already is
                     whisker_end = float(boxes["whiskers"][2 * i + 1].get_xdata()[1])
                     ax.annotate(f"p50 {p50:.3f}", (whisker_end, pos), xytext=(6, 7),
@@ -123,11 +123,11 @@ def latency_distribution_svg(report: dict, salt: str = "latency") -> str | None:
                 ax.set_xlim(0, every.max() * 1.18)
         axes[-1].set_xlabel("latency per inference (ms)" + (", log scale" if log else "") +
                             " — every measured run; box = quartiles, line = median")
-        return _svg(fig, "latency distribution per model file")
+        return figure_svg(fig, "latency distribution per model file")
 
 
 def _size_mib(n: Any) -> float | None:
-    v = _num(n)
+    v = number(n)
     return None if v is None else v / 1024 / 1024
 
 
@@ -139,12 +139,12 @@ def tradeoff_svg(report: dict, salt: str = "tradeoff") -> str | None:
     several_threads = len({r.get("threads") for r in rows}) > 1
     for r in rows:
         name = Path(str(r.get("model"))).name
-        p50 = _num(r["latency_ms"].get("p50"))
+        p50 = number(r["latency_ms"].get("p50"))
         if p50 is None:
             continue
         label = f"{name} ({r.get('threads')} thr)" if several_threads else name
         points.append({"x": p50, "size": _size_mib((files.get(name) or {}).get("bytes")),
-                       "top1": _num((accuracy.get(name) or {}).get("top1")), "label": label,
+                       "top1": number((accuracy.get(name) or {}).get("top1")), "label": label,
                        "precision": str(r.get("precision"))})
     if not points:
         return None
@@ -181,7 +181,7 @@ def _scatter(points: list[dict], salt: str, title: str, color_of, legend: dict[s
     sizes = [p["size"] for p in points if p["size"] is not None]
     biggest = max(sizes) if sizes else 1.0
     placed = []
-    with matplotlib.rc_context(_style(salt)):
+    with matplotlib.rc_context(plot_style(salt)):
         fig = Figure(figsize=(9, 4.6), layout="constrained")
         ax = fig.subplots()
         for p in points:
@@ -217,11 +217,11 @@ def _scatter(points: list[dict], salt: str, title: str, color_of, legend: dict[s
                                label=k) for k in seen]
         ax.legend(handles=handles, loc="best", fontsize=8, title="marker area = file size",
                   title_fontsize=8)
-        _label_points(fig, ax, placed)
-        return _svg(fig, title)
+        label_points(fig, ax, placed)
+        return figure_svg(fig, title)
 
 
-def _label_points(fig, ax, points: list[tuple[float, float, str, float]], fontsize: float = 8) -> None:
+def label_points(fig, ax, points: list[tuple[float, float, str, float]], fontsize: float = 8) -> None:
     """Label each (x, y, text, marker radius in pt) without labels overlapping each other or the markers:
     greedy, trying offsets above/below and right/left, each label tied to its marker by a thin line.
 

@@ -1,7 +1,4 @@
-"""What report.md and report.html show, computed once from report.json, and the writing of the three files.
-
-    from mnetdeploy.report.render import write_report
-    write_report("artifacts/v2_0.35_96")      # -> report.json, report.md, report.html in that directory
+"""What report.md and report.html show, computed once from report.json (the view model; write.py writes files).
 
 Both renderings are drawn from the same `Section`s (tables of already-formatted cells plus notes), so a number
 reads identically in the Markdown and in the HTML. Sections that were not measured yet say "not measured" and
@@ -56,7 +53,7 @@ def make_table(columns: list[tuple[str, bool]], rows: list[list[Any]]) -> Table:
 
 # --------------------------------------------------------------------------------------------- formatting
 
-def _num(x: Any) -> float | None:
+def number(x: Any) -> float | None:
     """A finite number or None (reports may hold nulls, and a hand-edited one anything)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
@@ -64,18 +61,18 @@ def _num(x: Any) -> float | None:
 
 
 def fmt(x: Any, digits: int = 3, suffix: str = "") -> str:
-    v = _num(x)
+    v = number(x)
     return DASH if v is None else f"{v:.{digits}f}{suffix}"
 
 
 def fmt_int(x: Any) -> str:
-    v = _num(x)
+    v = number(x)
     return DASH if v is None else f"{int(v):,}"
 
 
 def fmt_size(n: Any) -> Cell:
     """Binary units (what `ls -lh` shows), the exact byte count in the tooltip."""
-    v = _num(n)
+    v = number(n)
     if v is None:
         return Cell(DASH)
     text = f"{v / 1024:.1f} KiB" if v < 1024 * 1024 else f"{v / 1024 / 1024:.2f} MiB"
@@ -83,7 +80,7 @@ def fmt_size(n: Any) -> Cell:
 
 
 def fmt_millions(x: Any) -> Cell:
-    v = _num(x)
+    v = number(x)
     return Cell(DASH) if v is None else Cell(f"{v / 1e6:.2f} M", f"{int(v):,}")
 
 
@@ -126,7 +123,7 @@ def runtime_label(r: dict) -> str:
 def latency_rows(report: dict) -> list[dict]:
     """Bench results with a latency summary, ordered by device, runtime, threads, then format and precision."""
     rows = [r for r in report.get("latency") or [] if isinstance(r, dict) and isinstance(r.get("latency_ms"), dict)]
-    return sorted(rows, key=lambda r: (str(r.get("device")), runtime_label(r), _num(r.get("threads")) or 0,
+    return sorted(rows, key=lambda r: (str(r.get("device")), runtime_label(r), number(r.get("threads")) or 0,
                                        *_order(r.get("format"), r.get("precision")), str(r.get("model"))))
 
 
@@ -151,7 +148,7 @@ def top1_by_file(report: dict) -> dict[str, dict]:
     best: dict[str, dict] = {}
     for r in accuracy_rows(report):
         name = str(r["model"])
-        if _num(r.get("top1")) is not None and (name not in best or (r.get("n") or 0) > (best[name].get("n") or 0)):
+        if number(r.get("top1")) is not None and (name not in best or (r.get("n") or 0) > (best[name].get("n") or 0)):
             best[name] = r
     return best
 
@@ -170,7 +167,7 @@ def _references(rows: list[dict]) -> dict[str, dict]:
 def wilson_interval(top1: Any, n: Any) -> tuple[float, float] | None:
     """95 % Wilson score interval (percent) of a top-1 percentage measured on n images; unlike the normal
     approximation it stays honest at 0 % and 100 % and for small n."""
-    p, n = _num(top1), _num(n)
+    p, n = number(top1), number(n)
     if p is None or not n or n < 1:
         return None
     p, z = min(max(p / 100.0, 0.0), 1.0), 1.96
@@ -294,8 +291,8 @@ def artifacts_section(report: dict) -> Section:
     fp32_bytes = {a.get("format"): a.get("bytes") for a in items if a.get("precision") == "fp32"}
     rows, unvalidated = [], []
     for a in items:
-        base = _num(fp32_bytes.get(a.get("format")))
-        ratio = (f"{a['bytes'] / base:.2f}×" if base and _num(a.get("bytes")) is not None
+        base = number(fp32_bytes.get(a.get("format")))
+        ratio = (f"{a['bytes'] / base:.2f}×" if base and number(a.get("bytes")) is not None
                  and a.get("precision") != "fp32" else DASH)
         v = a.get("validation") if isinstance(a.get("validation"), dict) else None
         if a.get("format") == "keras":
@@ -350,7 +347,7 @@ def _execution_cell(info: Any) -> Cell:
 
 
 def _sci(x: Any) -> str:
-    v = _num(x)
+    v = number(x)
     return DASH if v is None else f"{v:.2e}"
 
 
@@ -368,11 +365,11 @@ def accuracy_section(report: dict) -> Section:
     table_rows = []
     for r in rows:
         ref = refs.get(_data_hash(r))
-        top1 = _num(r.get("top1"))
+        top1 = number(r.get("top1"))
         if ref is r:
             delta = agree = "reference"
         else:
-            ref_top1 = _num(ref.get("top1")) if ref else None
+            ref_top1 = number(ref.get("top1")) if ref else None
             delta = DASH if top1 is None or ref_top1 is None else f"{top1 - ref_top1:+.2f}"
             agree = fmt(r.get("agreement_top1"), 2, " %")
         row = [r["model"], r.get("precision", DASH), fmt_int(r.get("n")), fmt(r.get("top1"), 2, " %"),
@@ -419,16 +416,16 @@ def latency_section(report: dict) -> Section:
         base = baselines.get(group_key(r))
         if base is r:
             speedup = Cell("baseline")
-        elif base and _num(lat.get("p50")) and _num(base["latency_ms"].get("p50")):
+        elif base and number(lat.get("p50")) and number(base["latency_ms"].get("p50")):
             speedup = Cell(f"{base['latency_ms']['p50'] / lat['p50']:.2f}×",
                            f"p50 of {base.get('model')} / p50 of {r.get('model')}")
         else:
             speedup = Cell(DASH, "no fp32 model of this format measured with the same device/runtime/threads")
         rss = fmt(r.get("peak_rss_mb"), 0)
-        if _num(r.get("model_rss_mb")) is not None:
+        if number(r.get("model_rss_mb")) is not None:
             rss += f" (+{r['model_rss_mb']:.0f})"
         mean_std = (f"{fmt_ms(lat.get('mean'))} ± {fmt_ms(lat.get('std'))}"
-                    if _num(lat.get("mean")) is not None else DASH)
+                    if number(lat.get("mean")) is not None else DASH)
         table_rows.append([Path(str(r.get("model"))).name, r.get("precision", DASH), r.get("device", DASH),
                            runtime_label(r), fmt_int(r.get("threads")), fmt_int(r.get("runs")),
                            fmt_ms(lat.get("p50")), fmt_ms(lat.get("p90")), fmt_ms(lat.get("p99")), mean_std,
@@ -567,11 +564,11 @@ def accuracy_warnings(report: dict) -> list[str]:
     rows = accuracy_rows(report)
     order = {"keras": 0, "tflite": 1, "onnx": 2}
     for r in rows:
-        top1 = _num(r.get("top1"))
+        top1 = number(r.get("top1"))
         if r.get("precision") == "fp32" or top1 is None:
             continue
         refs = sorted((x for x in rows if x.get("precision") == "fp32" and _data_hash(x) == _data_hash(r)
-                       and _num(x.get("top1")) is not None), key=lambda x: order.get(x.get("format"), 3))
+                       and number(x.get("top1")) is not None), key=lambda x: order.get(x.get("format"), 3))
         if refs and refs[0]["top1"] - top1 >= ACCURACY_DROP_WARNING:
             ref = refs[0]
             out.append(f"{r['model']}: top-1 {top1:.1f} % is {ref['top1'] - top1:.1f} points below "
@@ -611,10 +608,10 @@ def comparison_rows(reports: list[dict], labels: list[str]) -> list[dict]:
             acc = accuracy.get(name) or {}
             out.append({"label": label, "file": name, "precision": r.get("precision"), "device": r.get("device"),
                         "runtime": runtime_label(r), "threads": r.get("threads"),
-                        "bytes": (files.get(name) or {}).get("bytes"), "p50": _num(r["latency_ms"].get("p50")),
-                        "p90": _num(r["latency_ms"].get("p90")), "top1": _num(acc.get("top1")),
-                        "top5": _num(acc.get("top5")), "data_hash": _data_hash(acc) if acc else None})
-    return sorted(out, key=lambda x: (str(x["device"]), x["runtime"], _num(x["threads"]) or 0,
+                        "bytes": (files.get(name) or {}).get("bytes"), "p50": number(r["latency_ms"].get("p50")),
+                        "p90": number(r["latency_ms"].get("p90")), "top1": number(acc.get("top1")),
+                        "top5": number(acc.get("top5")), "data_hash": _data_hash(acc) if acc else None})
+    return sorted(out, key=lambda x: (str(x["device"]), x["runtime"], number(x["threads"]) or 0,
                                       x["p50"] if x["p50"] is not None else math.inf))
 
 
@@ -682,112 +679,3 @@ def comparison_warnings(reports: list[dict], labels: list[str]) -> Section:
             out.append(f"{label}: {n} warning(s) of its own (see its report)")
     return Section("comparison-warnings", "Warnings", bullets=out) if out else Section(
         "comparison-warnings", "Warnings", notes=["none"])
-
-
-# ---------------------------------------------------------------------------------------------- writing
-
-def render_markdown(report: dict) -> str:
-    from mnetdeploy.report.markdown import render_markdown as render
-
-    return render(report)
-
-
-def render_html(reports: list[dict]) -> str:
-    from mnetdeploy.report.html import render_html as render
-
-    return render(reports)
-
-
-def render_files(report: dict, json_path: str | Path) -> list[Path]:
-    """report.md and report.html next to `json_path` (same stem), from the report alone (no rebuild)."""
-    from mnetdeploy.fsutil import write_text
-
-    json_path = Path(json_path)
-    md, page = json_path.with_suffix(".md"), json_path.with_suffix(".html")
-    write_text(md, render_markdown(report))
-    write_text(page, render_html([report]))
-    return [md, page]
-
-
-def write_report(artifact_dir: str | Path) -> Path:
-    """Assemble report.json from what the steps recorded in `artifact_dir` and write it with report.md and
-    report.html (each atomically). Returns the path of report.json."""
-    from mnetdeploy.fsutil import write_json
-    from mnetdeploy.report.collect import REPORT_JSON, build_report
-
-    report = build_report(artifact_dir)
-    path = Path(report["artifact_dir"]) / REPORT_JSON
-    write_json(path, report)
-    render_files(report, path)
-    return path
-
-
-def write_comparison(reports: list[dict], out_dir: str | Path) -> list[Path]:
-    """comparison.md and comparison.html of several reports in `out_dir`."""
-    from mnetdeploy.fsutil import write_text
-    from mnetdeploy.report.markdown import render_comparison_markdown
-
-    out = Path(out_dir)
-    md, page = out / "comparison.md", out / "comparison.html"
-    write_text(md, render_comparison_markdown(reports))
-    write_text(page, render_html(reports))
-    return [md, page]
-
-
-@dataclass
-class Rendered:
-    report: dict
-    json_path: Path
-    rebuilt: bool                   # assembled afresh from the artifact directory (else re-rendered from JSON)
-    files: list[Path] = field(default_factory=list)
-
-
-def gather_reports(targets: list[str | Path]) -> list[Rendered]:
-    """The report of each target, in order, nothing written yet: an artifact directory is assembled afresh,
-    a report.json (or a directory holding only one) is read as it is. Bad targets raise UserError before any
-    file is written."""
-    from mnetdeploy.artifacts import SUMMARY
-    from mnetdeploy.errors import UserError
-    from mnetdeploy.report.collect import REPORT_JSON, build_report, load_report
-
-    if not targets:
-        raise UserError("report: no input; pass artifact directories or report.json files")
-    out: list[Rendered] = []
-    seen: set[Path] = set()
-    for target in targets:
-        path = Path(target)
-        key = path.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
-        if path.is_dir() and (path / SUMMARY).is_file():
-            report = build_report(path)
-            out.append(Rendered(report, Path(report["artifact_dir"]) / REPORT_JSON, True))
-        elif path.is_dir() and (path / REPORT_JSON).is_file():
-            out.append(Rendered(load_report(path / REPORT_JSON), path / REPORT_JSON, False))
-        elif path.is_dir():
-            raise UserError(f"{path}: not a mnetdeploy artifact directory (no {SUMMARY}) and no {REPORT_JSON}; "
-                            "pass the directory `mnetdeploy build` printed, or a report.json")
-        elif path.is_file():
-            if path.suffix.lower() != ".json":
-                raise UserError(f"{path}: expected an artifact directory or a report.json, not a "
-                                f"{path.suffix or 'suffix-less'} file; pass its directory instead")
-            out.append(Rendered(load_report(path), path, False))
-        else:
-            raise UserError(f"{path}: no such artifact directory or report.json")
-    return out
-
-
-def write_reports(targets: list[str | Path], out_dir: str | Path = "reports") -> tuple[list[Rendered], list[Path]]:
-    """`mnetdeploy report`: (re)write report.json (assembled targets only), report.md and report.html per
-    target; with several targets also comparison.md and comparison.html in `out_dir`."""
-    from mnetdeploy.fsutil import write_json
-
-    items = gather_reports(targets)
-    for item in items:
-        if item.rebuilt:
-            write_json(item.json_path, item.report)
-            item.files.append(item.json_path)
-        item.files += render_files(item.report, item.json_path)
-    comparison = write_comparison([i.report for i in items], out_dir) if len(items) > 1 else []
-    return items, comparison
