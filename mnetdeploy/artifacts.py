@@ -14,13 +14,13 @@ from typing import Any
 
 from mnetdeploy import __version__
 from mnetdeploy.errors import UserError
-from mnetdeploy.fsutil import sha256_file, write_json
+from mnetdeploy.fsutil import sha256_file
+from mnetdeploy.records import FileRecord, Manifest, StepEntry
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 KERAS_MODEL = "model.keras"
-MANIFEST_SCHEMA = 1
 
 
 def code_fingerprint(*step_modules: str) -> dict[str, str]:
@@ -42,45 +42,39 @@ def read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
-def read_manifest(artifact_dir: Path) -> dict[str, Any]:
+def read_manifest(artifact_dir: Path) -> Manifest:
     path = Path(artifact_dir) / MANIFEST
-    if not path.is_file():
-        return {"schema": MANIFEST_SCHEMA, "tool_version": __version__, "steps": {}}
-    return read_json(path)
+    return Manifest.load(path) if path.is_file() else Manifest(tool_version=__version__)
 
 
-def file_record(path: Path) -> dict[str, Any]:
-    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+def file_record(path: Path) -> FileRecord:
+    return FileRecord(sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
 def step_is_fresh(artifact_dir: Path, step: str, inputs_hash: str) -> bool:
     """True when `step` ran with these inputs and all its outputs are still there, unmodified."""
-    entry = read_manifest(artifact_dir).get("steps", {}).get(step)
-    if not entry or entry.get("inputs_hash") != inputs_hash:
+    entry = read_manifest(artifact_dir).steps.get(step)
+    if entry is None or entry.inputs_hash != inputs_hash:
         return False
-    for name, rec in entry.get("outputs", {}).items():
+    for name, rec in entry.outputs.items():
         path = Path(artifact_dir) / name
-        if not path.is_file() or path.stat().st_size != rec["bytes"] or sha256_file(path) != rec["sha256"]:
+        if not path.is_file() or path.stat().st_size != rec.bytes or sha256_file(path) != rec.sha256:
             return False
     return True
 
 
 def record_step(artifact_dir: Path, step: str, inputs: dict[str, Any], inputs_hash: str,
-                outputs: list[str], seconds: float, manifest_dir: Path | None = None) -> dict[str, Any]:
+                outputs: list[str], seconds: float, manifest_dir: Path | None = None) -> Manifest:
     """Write the manifest entry of `step` (outputs are file names relative to the artifact directory).
 
     `manifest_dir` is where the files are now (a temporary directory about to replace `artifact_dir`)."""
     where = Path(manifest_dir or artifact_dir)
     manifest = read_manifest(where)
-    manifest["tool_version"] = __version__
-    manifest.setdefault("steps", {})[step] = {
-        "inputs": inputs,
-        "inputs_hash": inputs_hash,
-        "outputs": {name: file_record(where / name) for name in outputs},
-        "seconds": round(seconds, 3),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    write_json(where / MANIFEST, manifest)
+    manifest.tool_version = __version__
+    manifest.steps[step] = StepEntry(inputs=inputs, inputs_hash=inputs_hash,
+                                     outputs={name: file_record(where / name) for name in outputs},
+                                     seconds=round(seconds, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    manifest.save(where / MANIFEST)
     return manifest
 
 

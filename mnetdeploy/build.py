@@ -19,8 +19,9 @@ from mnetdeploy import __version__
 from mnetdeploy.arch.plan import Network, plan_network
 from mnetdeploy.artifacts import CONFIG, KERAS_MODEL, SUMMARY, read_json, record_step, step_is_fresh, code_fingerprint
 from mnetdeploy.config import Config
+from mnetdeploy.records import ModelSummary
 from mnetdeploy.errors import CheckFailed
-from mnetdeploy.fsutil import atomic_dir, sha256_file, sha256_json, write_json, write_text
+from mnetdeploy.fsutil import atomic_dir, sha256_file, sha256_json, write_text
 
 INIT_IMAGES = 32  # images in the data-dependent init pass; fewer leaves the 1x1 head statistics noisy
 
@@ -84,7 +85,7 @@ def build(config: Config, force: bool = False, progress: Callable[[str], None] |
     with atomic_dir(out) as tmp:
         model.save(tmp / KERAS_MODEL)
         summary["artifact_dir"] = str(out)
-        write_json(tmp / SUMMARY, summary)
+        ModelSummary.model_validate(summary).save(tmp / SUMMARY)
         write_text(tmp / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
         seconds = time.perf_counter() - start
         record_step(out, "build", inputs, inputs_hash, [KERAS_MODEL, SUMMARY, CONFIG], seconds, manifest_dir=tmp)

@@ -701,7 +701,6 @@ def _xml_number(value: Any) -> str:
     return str(value)
 
 
-GATE_JSON = "gate.json"  # <artifact_dir>/results/gate.json: the last verdict, for the report to show
 
 
 def store_gate_results(result: GateResult) -> list[Path]:
@@ -709,7 +708,7 @@ def store_gate_results(result: GateResult) -> list[Path]:
     the report shows it, because a report that hides whether its numbers passed the budgets hides what
     matters. Reports outside an artifact directory keep nothing."""
     from mnetdeploy.artifacts import SUMMARY
-    from mnetdeploy.fsutil import write_json
+    from mnetdeploy.records import GateRecord
     from mnetdeploy.report.collect import load_report
     from mnetdeploy.results import RESULTS_DIR
 
@@ -725,8 +724,7 @@ def store_gate_results(result: GateResult) -> list[Path]:
                       gated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       failures=[f"{c.case_name}: {failure_message(c) if c.verdict == 'fail' else c.note}"
                                 for c in mine.failed] + load_notes([c.to_dict() for c in mine.failed]))
-        target = directory / RESULTS_DIR / GATE_JSON
-        write_json(target, record)
+        target = GateRecord.model_validate(record).save(directory / RESULTS_DIR / GateRecord.FILE)
         written.append(target)
     return written
 

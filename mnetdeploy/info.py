@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json
+from mnetdeploy.artifacts import SUMMARY, find_artifact_dir
 from mnetdeploy.errors import UserError
 from mnetdeploy.fsutil import visible_files
+from mnetdeploy.records import ModelSummary
 
 
 def describe(target: str | Path) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def describe(target: str | Path) -> dict[str, Any]:
         summary.update(name=config.artifact_name, artifact_dir=str(config.artifact_dir))
         return summary
     directory = find_artifact_dir(target)
-    summary = read_json(directory / SUMMARY)
+    summary = ModelSummary.load(directory / SUMMARY).model_dump(mode="json", by_alias=True)
     summary["artifact_dir"] = str(directory)
     exports = [target] if target.suffix in EXPORT_SUFFIXES else (
         visible_files(directory, set(EXPORT_SUFFIXES)) if target.is_dir() else [])

@@ -185,12 +185,15 @@ class GateStep(Step):
         return None if ctx.config.gate.budgets else "no gate.budgets in the config"
 
     def run(self, ctx: StepContext) -> StepRecord:
-        from mnetdeploy.gate import gate, write_junit
+        from mnetdeploy.gate import gate, store_gate_results, write_junit
+        from mnetdeploy.report.write import write_report
 
         g = ctx.config.gate
         result = gate([ctx.artifact_dir / "report.json"], g.budgets, baseline_paths=[g.baseline] if g.baseline else [])
         if g.junit:
             write_junit(g.junit, result)
+        store_gate_results(result)
+        write_report(ctx.artifact_dir)  # the report shows the verdict it just got
         return StepRecord(self.name, "ran", detail=result.summary(),
                           data={"passed": result.verdict == "pass", "gate": result.to_dict()})
 

@@ -35,7 +35,7 @@ def test_build_writes_a_complete_artifact_directory_and_json(tmp_path):
     directory = Path(summary["artifact_dir"])
     assert directory == tmp_path / "v2_0.35_96"
     manifest = read_manifest(directory)
-    outputs = manifest["steps"]["build"]["outputs"]
+    outputs = manifest.model_dump()["steps"]["build"]["outputs"]
     assert set(outputs) == {"model.keras", "summary.json", "config.yaml"}
     for name, record in outputs.items():
         assert sha256_file(directory / name) == record["sha256"]

@@ -30,6 +30,7 @@ import numpy as np
 from mnetdeploy import __version__
 from mnetdeploy.artifacts import (KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh)
 from mnetdeploy.config import QuantizeConfig, validated
+from mnetdeploy.records import ModelSummary
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
@@ -179,8 +180,8 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
     calib_dir, num_calib, seed = options.calib, options.num_calib, options.seed
     analyze, eval_data, max_drop = options.analyze, options.eval_data, options.max_drop
     artifact_dir = resolve_artifact_dir(target)
-    summary = read_json(artifact_dir / SUMMARY)
-    resolution = int(summary["resolution"])
+    summary = ModelSummary.load(artifact_dir / SUMMARY)
+    resolution = summary.resolution
     jobs, notes = plan_jobs(options)
     needs_int8 = any(p in CALIBRATED for _, p in jobs) or analyze or max_drop is not None
     if options.keep_float and not any(p == "int8" for _, p in jobs):
@@ -200,7 +201,7 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
         from mnetdeploy.quantize.recovery import load_eval_set
 
         say("loading evaluation images")
-        eval_set = load_eval_set(eval_data, resolution, calibration, int(summary.get("classes", 1000)))
+        eval_set = load_eval_set(eval_data, resolution, calibration, summary.classes)
 
     from mnetdeploy.fsutil import remove_stale_temporaries
 

@@ -45,6 +45,7 @@ from typing import Any
 from mnetdeploy import __version__
 from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json
 from mnetdeploy.errors import UserError
+from mnetdeploy.records import GateRecord
 from mnetdeploy.fsutil import sha256_file
 from mnetdeploy.results import load_results
 
@@ -82,12 +83,12 @@ def build_report(artifact_dir: str | Path) -> dict[str, Any]:
 def _gate_result(directory: Path) -> dict[str, Any] | None:
     from mnetdeploy.results import RESULTS_DIR
 
-    path = directory / RESULTS_DIR / "gate.json"  # gate.GATE_JSON (gate.py is not imported: it pulls yaml)
+    path = directory / RESULTS_DIR / GateRecord.FILE
     if not path.is_file():
         return None
-    record = read_json(path)
+    record = GateRecord.load(path).model_dump(mode="json")
     keep = ("verdict", "counts", "budgets", "summary", "failures", "gated", "report_generated")
-    return {k: record.get(k) for k in keep} if isinstance(record, dict) else None
+    return {k: record.get(k) for k in keep}
 
 
 def _int8_graph_decision(directory: Path) -> dict[str, Any] | None:
