@@ -129,7 +129,7 @@ class Rule(StrictModel):
         return None if v is None else parse_size(v)
 
     @model_validator(mode="after")
-    def _has_a_limit(self) -> "Rule":
+    def _has_a_limit(self) -> Rule:
         if all(getattr(self, k) is None for k in LIMITS):
             raise ValueError(f"sets no limit; give at least one of {', '.join(LIMITS)}")
         return self
@@ -216,7 +216,8 @@ def row_failures(budgets: Budgets, row: dict[str, Any], reference_top1: float | 
     fp32 model's top-1 of the same point (for max_accuracy_drop). Each reason starts with what broke."""
     why = []
     for rule in budgets.rules:
-        if not (fnmatch.fnmatchcase(row["point"], rule.model) and fnmatch.fnmatchcase(row.get("file", ""), rule.artifact)
+        if not (fnmatch.fnmatchcase(row["point"], rule.model)
+                and fnmatch.fnmatchcase(row.get("file", ""), rule.artifact)
                 and rule.format in (None, row.get("format", "tflite")) and rule.precision in (None, row["precision"])):
             continue
         if rule.matches_device(row["device"]) and rule.threads in (None, row["threads"]):

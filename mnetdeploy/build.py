@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from mnetdeploy import __version__
 from mnetdeploy.arch.plan import Network, plan_network
-from mnetdeploy.artifacts import CONFIG, KERAS_MODEL, SUMMARY, read_json, record_step, step_is_fresh, code_fingerprint
+from mnetdeploy.artifacts import CONFIG, KERAS_MODEL, SUMMARY, code_fingerprint, read_json, record_step, step_is_fresh
 from mnetdeploy.config import Config
-from mnetdeploy.records import ModelSummary
 from mnetdeploy.errors import CheckFailed
 from mnetdeploy.fsutil import atomic_dir, sha256_file, sha256_json, write_text
+from mnetdeploy.records import ModelSummary
 
 INIT_IMAGES = 32  # images in the data-dependent init pass; fewer leaves the 1x1 head statistics noisy
 
@@ -45,7 +46,8 @@ def build_inputs(config: Config) -> dict[str, Any]:
     """Everything the built model depends on; its hash decides whether a rebuild is needed."""
     from mnetdeploy.arch.weights import resolve_weights_path
 
-    inputs: dict[str, Any] = {"model": config.model.model_dump(mode="json"), "tool": code_fingerprint("mnetdeploy.build")}
+    inputs: dict[str, Any] = {"model": config.model.model_dump(mode="json"),
+                              "tool": code_fingerprint("mnetdeploy.build")}
     m = config.model
     if m.weights:
         path = resolve_weights_path(m.weights, m.arch, m.alpha, m.resolution)

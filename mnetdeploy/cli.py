@@ -153,7 +153,7 @@ def eval_(ctx, models, config_path, reference, resolution, as_json, **_options):
     _raise_if(unstored)
 
 
-def _store(kind: str, records: list[dict], out: str | None = None) -> "tuple[list[Path], UserError | None]":
+def _store(kind: str, records: list[dict], out: str | None = None) -> tuple[list[Path], UserError | None]:
     """store_results, returning (not raising) the one-line error of an artifact directory that cannot take
     them, so the command can still print what it measured (and has written to --out)."""
     from mnetdeploy.results import store_results
@@ -165,7 +165,7 @@ def _store(kind: str, records: list[dict], out: str | None = None) -> "tuple[lis
         return [], UserError(f"{e} (results printed above{also}, not kept with the model)")
 
 
-def _raise_if(error: "UserError | None") -> None:
+def _raise_if(error: UserError | None) -> None:
     if error is not None:
         raise error
 
@@ -312,7 +312,8 @@ def gate(ctx, reports, baselines, as_json, **_options):
     regression.max_slowdown), 2 on bad input, 3 when a latency comparison is too noisy to decide at
     max_slowdown (regression.on_inconclusive: warn | fail changes that). The decision rule is documented in
     mnetdeploy/gate.py."""
-    from mnetdeploy.gate import check_notes, gate as run_gate, results_table, store_gate_results, write_junit
+    from mnetdeploy.gate import check_notes, results_table, store_gate_results, write_junit
+    from mnetdeploy.gate import gate as run_gate
     from mnetdeploy.report.console import stdout_console
 
     g = config_from_options(ctx).gate
@@ -421,8 +422,13 @@ def quantize(ctx, model_or_dir, config_path, force, as_json, **_options):
     """Export MODEL_OR_DIR (an artifact directory; default: the default build) to TFLite and ONNX, fp32 and
     int8 by default, each checked against the float Keras model. Exit 1 when a check or --max-drop fails."""
     from mnetdeploy.quantize import quantize as run_quantize
-    from mnetdeploy.quantize.console import (analysis_table, artifacts_table, calibration_line, preparation_lines,
-                                             recovery_table)
+    from mnetdeploy.quantize.console import (
+        analysis_table,
+        artifacts_table,
+        calibration_line,
+        preparation_lines,
+        recovery_table,
+    )
     from mnetdeploy.report.console import progress, stderr_console, stdout_console
 
     options = config_from_options(ctx, config_path).quantize

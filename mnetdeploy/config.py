@@ -101,7 +101,7 @@ class ModelConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelConfig":
+    def _consistent(self) -> ModelConfig:
         if self.arch != "v1" and self.depth_multiplier != 1:
             raise ValueError(f"depth_multiplier is a v1 option; {self.arch} takes only 1")
         if self.arch == "v1" and int(32 * self.alpha) < 1:
@@ -160,7 +160,7 @@ class QuantizeConfig(StrictModel):
     eval_data: str | None = Field(None, description="Labelled images for max_drop (calibration images excluded).")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "QuantizeConfig":
+    def _consistent(self) -> QuantizeConfig:
         if self.max_drop is not None and self.eval_data is None:
             raise ValueError("max_drop needs eval_data: the drop is measured on labelled images")
         if self.keep_float and "int8" not in self.precisions:
@@ -276,7 +276,8 @@ class BenchConfig(DeviceSettings):
 
 
 class GateConfig(StrictModel):
-    budgets: str | None = Field(None, description="Budgets YAML (see configs/budgets.yaml); without it `run` does not gate.")
+    budgets: str | None = Field(None, description="Budgets YAML (see configs/budgets.yaml); without it `run` does "
+                                                  "not gate.")
     baseline: str | None = Field(None, description="Baseline report.json for the regression check.")
     junit: str | None = Field(None, description="Write JUnit XML here, one test case per check.")
 

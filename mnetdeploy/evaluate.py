@@ -17,8 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from mnetdeploy.data import (files_hash, find_images, imagefolder_labels, load_images, match_csv_labels,
-                             progress_bar, read_labels_csv)
+from mnetdeploy.data import (
+    files_hash,
+    find_images,
+    imagefolder_labels,
+    load_images,
+    match_csv_labels,
+    progress_bar,
+    read_labels_csv,
+)
 from mnetdeploy.errors import UserError
 from mnetdeploy.runtimes import Runner, check_threads, model_format, open_runner
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mnetdeploy.artifacts import code_fingerprint, record_step, step_is_fresh
 from mnetdeploy.config import Config
@@ -240,10 +241,11 @@ def preflight(config: Config) -> None:
     file found after a minute of conversion, or eval data silently skipped, costs the user a rerun."""
     from mnetdeploy.bench import check_device
 
-    checks = [("quantize.calib", config.quantize.calib, "dir"), ("quantize.eval_data", config.quantize.eval_data, "dir"),
+    checks = [("quantize.calib", config.quantize.calib, "dir"),
+              ("quantize.eval_data", config.quantize.eval_data, "dir"),
               ("eval.data", config.eval.data, "dir"), ("eval.labels", config.eval.labels, "file"),
-              ("bench.inputs", config.bench.inputs, "dir"), ("bench.benchmark_binary", config.bench.benchmark_binary,
-                                                            "file"),
+              ("bench.inputs", config.bench.inputs, "dir"),
+              ("bench.benchmark_binary", config.bench.benchmark_binary, "file"),
               ("gate.budgets", config.gate.budgets, "file"), ("gate.baseline", config.gate.baseline, "any"),
               ("model.weights", None if config.model.weights in (None, "imagenet") else config.model.weights, "file")]
     for key, value, kind in checks:

@@ -2,20 +2,19 @@
 
 One artifact directory per model (artifacts/<name>/):
 
-| file                  | written by                          | read by                                  | typed as                       |
-|-----------------------|-------------------------------------|------------------------------------------|--------------------------------|
-| manifest.json         | every step (artifacts.record_step)  | every step's cache check                 | records.Manifest               |
-| summary.json          | build                               | quantize, info, report, results, gate    | records.ModelSummary           |
-| config.yaml           | build                               | people (the config it was built from)    | config.Config                  |
-| model.keras           | build                               | quantize, eval                           | (Keras)                        |
-| model_<p>.tflite/.onnx| quantize                            | eval, bench, report, gate                | (the model files)              |
-| quantize.json         | quantize                            | report (collect.py)                      | quantize.step.QuantizeResult   |
-| int8_graph.json       | quantize (--int8-graph auto)        | quantize (its cache), report             | quantize.graph_choice          |
-| quant_analysis.json   | quantize --analyze                  | people, report                           | quantize.analysis              |
-| results/eval.json     | eval (results.store_results)        | report, gate                             | evaluate.EvalResult (a list)   |
-| results/bench.json    | bench (results.store_results)       | report, gate                             | bench.schema.BenchResult (list)|
-| results/gate.json     | gate (gate.store_gate_results)      | report                                   | records.GateRecord             |
-| report.json/.md/.html | report (report/write.py)            | gate, people, `report` (re-render)       | report/collect.py schema       |
+    file                    written by                        read by                      typed as
+    manifest.json           every step (artifacts.record_step) every step's cache check    records.Manifest
+    summary.json            build                             quantize, info, report, gate records.ModelSummary
+    config.yaml             build                             people                       config.Config
+    model.keras             build                             quantize, eval               (Keras)
+    model_<p>.tflite/.onnx  quantize                          eval, bench, report, gate    (model files)
+    quantize.json           quantize                          report (collect.py)          quantize.step.QuantizeResult
+    int8_graph.json         quantize (--int8-graph auto)      quantize (cache), report     quantize.graph_choice
+    quant_analysis.json     quantize --analyze                people, report               quantize.analysis
+    results/eval.json       eval (results.store_results)      report, gate                 evaluate.EvalResult list
+    results/bench.json      bench (results.store_results)     report, gate                 bench.schema.BenchResult list
+    results/gate.json       gate (gate.store_gate_results)    report                       records.GateRecord
+    report.json/.md/.html   report (report/write.py)          gate, people, re-rendering   report/collect.py schema
 
 A sweep folder (sweeps/<arch>/): sweep.json (sweep.py, schema "mnetdeploy.sweep") and models/<point>/, each an
 artifact directory as above.

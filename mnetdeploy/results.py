@@ -8,8 +8,9 @@ threads, ...), the newest replacing an older one with the same key. The report i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from mnetdeploy.artifacts import SUMMARY
 from mnetdeploy.fsutil import write_json

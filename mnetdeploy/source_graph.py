@@ -37,7 +37,7 @@ def _resolve(dotted: str, known: dict[str, Path]) -> str:
     return dotted
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imports_of(name: str) -> frozenset[str]:
     """The package modules `name` imports (directly)."""
     known = modules()

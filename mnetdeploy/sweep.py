@@ -69,10 +69,11 @@ import multiprocessing
 import platform
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from mnetdeploy import __version__
 from mnetdeploy.budgets import Budgets, load_budgets, quick_budgets, row_failures, rule_summary
@@ -285,7 +286,7 @@ def measure_point(point: dict, grid: Grid, config: Config, device: str, locks: D
 # ------------------------------------------------------------------------------------------------- state
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def point_key(config: Config) -> str:
@@ -433,7 +434,8 @@ def table_rows(state: dict, keys: list[str]) -> list[dict]:
         for m in p["measurements"]:
             f = p["files"][m["precision"]]
             rows.append({"point": key, "file": f["file"], "format": Path(f["file"]).suffix.lstrip("."),
-                         "alpha": p["alpha"], "resolution": p["resolution"], "precision": m["precision"], "threads": m["threads"], "device": m["device"],
+                         "alpha": p["alpha"], "resolution": p["resolution"], "precision": m["precision"],
+                         "threads": m["threads"], "device": m["device"],
                          "params": p["params"], "macs": p["macs"], "size_bytes": f["bytes"],
                          "p50_ms": m["p50_ms"], "p90_ms": m["p90_ms"], "top1": f.get("top1")})
     return rows

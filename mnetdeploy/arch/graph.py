@@ -8,7 +8,7 @@ layer's config instead of editing a live model in place (the original stays the 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -37,7 +37,7 @@ ERRATA = {
 }
 
 
-def erratum(row: "Published") -> str | None:
+def erratum(row: Published) -> str | None:
     if row.arch != "v1" or not row.source.startswith("TF-slim"):
         return None
     return ERRATA.get((row.arch, row.alpha, row.resolution)) or ERRATA.get((row.arch, row.alpha))
@@ -94,7 +94,7 @@ def parse_reference(text: str) -> list[Published]:
         if m:  # the "_quant" rows repeat the float ones' architecture
             rows.append(Published("v1", float(m[1]), int(m[2]), float(cells[1]), float(cells[2]),
                                   "TF-slim mobilenet_v1.md"))
-    for heading, fixed in (("Table 6. MobileNet Width", "resolution"), ("Table 7. MobileNet Resolution", "alpha")):
+    for heading in ("Table 6. MobileNet Width", "Table 7. MobileNet Resolution"):
         for cells in _table_rows(text, heading):
             m = re.fullmatch(r"([\d.]+) MobileNet-(\d+)", cells[0])
             if m:

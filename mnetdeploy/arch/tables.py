@@ -46,7 +46,8 @@ class Family:
     blocks: tuple
     last_conv: int | None     # 1x1 conv after the blocks (v2: 1280, v3: 6 x last width), None for v1
     last_conv_act: str
-    last_conv_follows_width: bool  # v3: last conv is 6x the (scaled) last block width; v2: 1280, grows only if alpha > 1
+    # v3: the last conv is 6x the (scaled) last block width; v2: 1280, grows only if alpha > 1
+    last_conv_follows_width: bool
     head_conv: int | None     # v3's 1x1 conv after pooling, without BN ("NBN" in the paper)
     width_rule: str           # how alpha scales a width: "floor" (v1: int(c * alpha)), "v2", "v3" (see plan.py)
     dropout: float            # Keras applications' default

@@ -13,8 +13,9 @@ Submodules that need heavy libraries import them inside functions; importing thi
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mnetdeploy.bench.schema import SCHEMA_VERSION, BenchResult, InputsInfo, LatencyStats
 from mnetdeploy.errors import UserError
@@ -185,5 +186,6 @@ def results_table(results: list[BenchResult]):
     return table
 
 
-__all__ = ["run_benchmark", "find_models", "check_device", "results_table", "bench_progress", "BenchResult", "LatencyStats", "InputsInfo", "SCHEMA_VERSION",
+__all__ = ["run_benchmark", "find_models", "check_device", "results_table", "bench_progress", "BenchResult",
+           "LatencyStats", "InputsInfo", "SCHEMA_VERSION",
            "DEVICES"]

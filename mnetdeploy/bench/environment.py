@@ -86,7 +86,7 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def collect_environment(model: "ModelFacts", runtime: str, threads: int) -> dict[str, Any]:
+def collect_environment(model: ModelFacts, runtime: str, threads: int) -> dict[str, Any]:
     affinity = cpu_affinity()
     try:
         load = [round(x, 2) for x in os.getloadavg()]

@@ -24,8 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mnetdeploy.errors import UserError
 
@@ -111,7 +112,7 @@ def run_child(request: dict[str, Any], progress: ProgressFn | None = None) -> di
                                     stderr=subprocess.STDOUT, pass_fds=(write_fd,), env=env)
         except OSError as e:
             os.close(read_fd)
-            raise UserError(f"{model}: could not start the benchmark process ({e}); check {sys.executable}")
+            raise UserError(f"{model}: could not start the benchmark process ({e}); check {sys.executable}") from None
         finally:
             os.close(write_fd)  # the child holds its copy; EOF on our end means the child is gone
         result, error, phase = None, None, "start"

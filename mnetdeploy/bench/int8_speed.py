@@ -8,8 +8,9 @@ these notes and the report shows them under the latency table.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 # An int8 model less than 10 % faster than its fp32 twin is reported: within the run-to-run noise of
 # shared machines, that is "no faster".

@@ -114,7 +114,7 @@ class BenchResult:
         return {"schema_version": d.pop("schema_version"), **d}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "benchmark result") -> "BenchResult":
+    def from_dict(cls, d: dict[str, Any], where: str = "benchmark result") -> BenchResult:
         """Read a result back (e.g. a baseline for the gate); refuses other schema versions."""
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:

@@ -207,5 +207,6 @@ def device_identities(bench: BenchConfig) -> dict[str, dict]:
 
 
 __all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",
-           "device_identities", "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout", "quote",
+           "device_identities", "device_identity", "is_device_target", "last_words", "parse_target", "push_timeout",
+           "quote",
            "split_exit_marker", "with_exit_marker"]

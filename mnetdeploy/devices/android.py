@@ -81,14 +81,37 @@ import os
 import signal
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from mnetdeploy.devices import (ANDROID_BASE, LINUX_BASE, DeviceLost, DeviceSettings, ShellResult, Target, Transport,
-                                last_words, parse_target, push_timeout, quote)
+from mnetdeploy.devices import (
+    ANDROID_BASE,
+    LINUX_BASE,
+    DeviceLost,
+    DeviceSettings,
+    ShellResult,
+    Target,
+    Transport,
+    last_words,
+    parse_target,
+    push_timeout,
+    quote,
+)
 from mnetdeploy.devices.benchmark_output import BenchmarkFailed, parse_benchmark_output
-from mnetdeploy.devices.hygiene import (FACTS_SCRIPT, DeviceFacts, Pinning, big_core_mask, cpu_zones, cpufreq_record,
-                                        parse_cpu_mask, parse_facts, read_facts, read_thermal, wait_until_cool)
+from mnetdeploy.devices.hygiene import (
+    FACTS_SCRIPT,
+    DeviceFacts,
+    Pinning,
+    big_core_mask,
+    cpu_zones,
+    cpufreq_record,
+    parse_cpu_mask,
+    parse_facts,
+    read_facts,
+    read_thermal,
+    wait_until_cool,
+)
 from mnetdeploy.devices.identity import read_identity
 from mnetdeploy.devices.occupancy import DeviceLock, lock_expiry, run_id, run_killable
 from mnetdeploy.errors import EXIT_USAGE, UserError

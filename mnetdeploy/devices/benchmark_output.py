@@ -77,7 +77,8 @@ class BenchmarkOutput:
     delegation: list[DelegationFact] = dataclasses.field(default_factory=list)
     op_profile: list[OpProfileRow] | None = None
     model_size_mb: float | None = None
-    parameters: dict[str, str] = dataclasses.field(default_factory=dict)     # "Num threads: [4]" -> {"Num threads": "4"}
+    # "Num threads: [4]" -> {"Num threads": "4"}
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -156,7 +157,8 @@ _SUMMARY = re.compile(r"^(?P<old>Average )?[Ii]nference timings in us: (?P<field
 _SUMMARY_FIELD = re.compile(rf"([^,:]+?):\s*({_NUM})")
 _INIT_SESSION = re.compile(rf"^Initialized session in ({_NUM})\s*ms")
 _MODEL_SIZE = re.compile(rf"^The input model file size \(MB\): ({_NUM})")
-_MEMORY_DELTA = re.compile(rf"^Memory footprint delta from the start of the tool \(MB\): init=({_NUM}) overall=({_NUM})")
+_MEMORY_DELTA = re.compile(rf"^Memory footprint delta from the start of the tool \(MB\): "
+                           rf"init=({_NUM}) overall=({_NUM})")
 _PEAK_MEMORY = re.compile(rf"^Overall peak memory footprint \(MB\) via periodic monitoring: ({_NUM})")
 _PARAMETER = re.compile(r"^([A-Za-z#][^:\[\]]*?)\s*:\s*\[(.*)\]$")
 _LITERT_RESULTS = re.compile(r"^=+ BENCHMARK RESULTS =+$")

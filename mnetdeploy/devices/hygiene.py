@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mnetdeploy.devices import Transport
 from mnetdeploy.errors import UserError

@@ -29,7 +29,8 @@ import re
 import secrets
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mnetdeploy.devices import ShellResult, Transport, quote
 from mnetdeploy.errors import EXIT_FAILED, UserError

@@ -117,7 +117,7 @@ def load_litert(module, package, version, model, threads, xnnpack):
         interpreter = module.Interpreter(**kwargs)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise RunnerError(f"{package} could not load {model}: {str(exc).strip()}")
+        raise RunnerError(f"{package} could not load {model}: {str(exc).strip()}") from None
     return interpreter, time.perf_counter_ns() - start
 
 
@@ -158,7 +158,7 @@ def import_onnxruntime():
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise SetupError(f"no onnxruntime on the board: pip install onnxruntime for its python3 ({exc})")
+        raise SetupError(f"no onnxruntime on the board: pip install onnxruntime for its python3 ({exc})") from None
     return ort
 
 
@@ -194,7 +194,7 @@ def load_onnx(ort, model, threads):
     try:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise RunnerError(f"onnxruntime could not load {model}: {str(exc).strip()}")
+        raise RunnerError(f"onnxruntime could not load {model}: {str(exc).strip()}") from None
     return session, time.perf_counter_ns() - start
 
 
@@ -217,7 +217,7 @@ def measure(args):
     try:
         import numpy as np
     except ImportError as exc:
-        raise SetupError(f"no numpy for the board's python3 ({exc}): pip install numpy")
+        raise SetupError(f"no numpy for the board's python3 ({exc}): pip install numpy") from None
 
     pinned = pin([int(c) for c in args.cpus.split(",")] if args.cpus else None)
     onnx = args.model.endswith(".onnx")
@@ -251,7 +251,7 @@ def measure(args):
         try:
             first_ns = timed(0)
         except Exception as exc:
-            raise RunnerError(f"{package} failed to run the model: {str(exc).strip()}")
+            raise RunnerError(f"{package} failed to run the model: {str(exc).strip()}") from None
         warmup = [timed(1 + i) for i in range(args.warmup)]
         offset = 1 + args.warmup
         samples = []

@@ -28,8 +28,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mnetdeploy.devices import (DeviceLost, DeviceSettings, ShellResult, Target, Transport, last_words, quote,
-                                split_exit_marker, with_exit_marker)
+from mnetdeploy.devices import (
+    DeviceLost,
+    DeviceSettings,
+    ShellResult,
+    Target,
+    Transport,
+    last_words,
+    quote,
+    split_exit_marker,
+    with_exit_marker,
+)
 from mnetdeploy.devices.benchmark_output import BenchmarkFailed
 from mnetdeploy.errors import EXIT_USAGE, UserError
 

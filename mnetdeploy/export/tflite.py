@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -125,8 +125,8 @@ def keras_layer_of(tensor_name: str, layer_names: set[str], prefer: set[str] = f
     """The Keras layer a TFLite tensor comes from. Fused tensors join several op names with ';'
     ("model_1/conv_pw_1_relu_1/Relu6;model_1/conv_pw_1_1/convolution;..."); the layer is the name scope
     after the model's own, minus the call suffix ("_1") Keras adds when tracing, which is stripped first:
-    the stem "conv" of a v3 traces as "conv_1", also the name of its last 1x1 conv. `prefer` (e.g. the conv layers) wins over
-    other matches, so a fused conv+ReLU6 maps to the conv."""
+    the stem "conv" of a v3 traces as "conv_1", also the name of its last 1x1 conv. `prefer` (e.g. the conv
+    layers) wins over other matches, so a fused conv+ReLU6 maps to the conv."""
     found = []
     for part in tensor_name.split(";"):
         scope = part.split("/")

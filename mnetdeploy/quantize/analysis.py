@@ -13,8 +13,9 @@ The worst layers (lowest own_sqnr_db for TFLite, largest lost_db for ONNX) are t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,8 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
     int8 `graph` as exported: export/int8_graph.py)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.tflite import keras_layer_of, quantize_calibrated
+    from mnetdeploy.quiet import quiet_native_output
 
     quantized = quantize_calibrated(calibrated, "float", keep_float, graph)
     names = {l.name for l in snapped.layers}
@@ -123,8 +124,8 @@ def _tflite_own_errors(calibrated: bytes, keep_float: list[str], images: np.ndar
     import tensorflow as tf
     from tensorflow.lite.python import convert
 
-    from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.tflite import keras_layer_of
+    from mnetdeploy.quiet import quiet_native_output
 
     with quiet_native_output():
         debug_model = convert.mlir_quantize(calibrated, enable_numeric_verify=True,
@@ -152,12 +153,15 @@ def analyze_onnx(float_path: Path, int8_path: Path, proto, snapped, images: np.n
     output is the activation's output tensor; rows are named after the conv (the weighted node upstream)."""
     import tempfile
 
-    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_activation_matching,
-                                                         modify_model_output_intermediate_tensors)
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
-    from mnetdeploy.quiet import quiet_native_output
     from mnetdeploy.export.onnx import WEIGHTED_OPS, node_layer_names
     from mnetdeploy.quantize.onnx_static import calibration_reader
+    from mnetdeploy.quiet import quiet_native_output
 
     node_layer = node_layer_names(proto, {l.name for l in snapped.layers})
     producer = {out: node for node in proto.graph.node for out in node.output}
@@ -225,8 +229,8 @@ def analyze_int8(models, options, images: np.ndarray, progress: Callable[[str], 
     layers); writes quant_analysis.json and returns its summary (file, worst layers per format)."""
     import tempfile
 
-    from mnetdeploy.quantize.onnx_static import quantize_static_int8
     from mnetdeploy.quantize.models import onnx_keep_float, tflite_keep_float
+    from mnetdeploy.quantize.onnx_static import quantize_static_int8
 
     say = progress or (lambda _msg: None)
     images = np.asarray(images[:IMAGES], dtype=np.float32)

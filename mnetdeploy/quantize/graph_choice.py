@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROUNDS = 7
 ROUND_SECONDS = 0.15

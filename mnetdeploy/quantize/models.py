@@ -10,8 +10,9 @@ per-layer analysis and --max-drop recovery (pipeline.py, analysis.py, recovery.p
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

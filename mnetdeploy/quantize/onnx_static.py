@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from mnetdeploy.errors import UserError
-from mnetdeploy.quiet import quiet_native_output
 from mnetdeploy.export.onnx import INPUT_NAME
+from mnetdeploy.quiet import quiet_native_output
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 

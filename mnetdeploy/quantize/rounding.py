@@ -20,8 +20,8 @@ Two corrections, per layer, from statistics of the layer's float input on the ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

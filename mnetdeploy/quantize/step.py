@@ -21,21 +21,21 @@ Where each file comes from:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from mnetdeploy import __version__
-from mnetdeploy.artifacts import (KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh)
+from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
 from mnetdeploy.config import QuantizeConfig, validated
-from mnetdeploy.records import ModelSummary
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
-from mnetdeploy.quantize.models import (CALIBRATED, PreparedModels, layer_groups, onnx_int8,
-                                       step_inputs, tflite_int8)
+from mnetdeploy.quantize.models import CALIBRATED, PreparedModels, layer_groups, onnx_int8, step_inputs, tflite_int8
+from mnetdeploy.records import ModelSummary
 
 REPORT = "quantize.json"
 INT8_GRAPH_DECISION = "int8_graph.json"   # --int8-graph auto: candidates, timings, choice (graph_choice.py)

@@ -45,8 +45,8 @@ from typing import Any
 from mnetdeploy import __version__
 from mnetdeploy.artifacts import SUMMARY, find_artifact_dir, read_json
 from mnetdeploy.errors import UserError
-from mnetdeploy.records import GateRecord
 from mnetdeploy.fsutil import sha256_file
+from mnetdeploy.records import GateRecord
 from mnetdeploy.results import load_results
 
 REPORT_SCHEMA = "mnetdeploy-report"

@@ -7,8 +7,19 @@ import html
 import re
 
 from mnetdeploy.report import plots
-from mnetdeploy.report.render import (Cell, Section, Table, comparison_rows, comparison_sections, header_facts,
-                                      labels_for, latency_section, model_line, sections, title)
+from mnetdeploy.report.render import (
+    Cell,
+    Section,
+    Table,
+    comparison_rows,
+    comparison_sections,
+    header_facts,
+    labels_for,
+    latency_section,
+    model_line,
+    sections,
+    title,
+)
 
 CSS = """
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d8dee4; --head: #f3f5f7; --warn-bg: #fff8e1;

@@ -3,8 +3,7 @@ inline images, so the Markdown points at report.html for them)."""
 
 from __future__ import annotations
 
-from mnetdeploy.report.render import (Section, Table, comparison_sections, header_facts, labels_for, sections,
-                                      title)
+from mnetdeploy.report.render import Section, Table, comparison_sections, header_facts, labels_for, sections, title
 
 
 def _cell(text: str) -> str:

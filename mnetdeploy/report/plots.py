@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mnetdeploy.report.render import number, latency_rows, runtime_label, top1_by_file, artifact_by_file
+from mnetdeploy.report.render import artifact_by_file, latency_rows, number, runtime_label, top1_by_file
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "fp16": "#17becf", "bf16": "#8c564b", "dynamic": "#ff7f0e",
                     "int16x8": "#9467bd", "int8": "#2ca02c"}

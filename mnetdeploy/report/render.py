@@ -158,7 +158,8 @@ def _references(rows: list[dict]) -> dict[str, dict]:
     refs: dict[str, dict] = {}
     for r in rows:
         h = _data_hash(r)
-        rank = 0 if r.get("reference") else 1 if r.get("format") == "keras" else 2 if r.get("precision") == "fp32" else 9
+        rank = (0 if r.get("reference") else 1 if r.get("format") == "keras"
+                else 2 if r.get("precision") == "fp32" else 9)
         if rank < 9 and (h not in refs or rank < refs[h][0]):
             refs[h] = (rank, r)
     return {h: r for h, (_, r) in refs.items()}
@@ -622,7 +623,8 @@ def pareto(rows: list[dict]) -> set[int]:
     for i, a in enumerate(rows):
         if a["p50"] is None or a["top1"] is None:
             continue
-        peers = [b for b in rows if (b["device"], b["runtime"], b["threads"]) == (a["device"], a["runtime"], a["threads"])
+        same = (a["device"], a["runtime"], a["threads"])
+        peers = [b for b in rows if (b["device"], b["runtime"], b["threads"]) == same
                  and b["p50"] is not None and b["top1"] is not None]
         if not any(b["p50"] <= a["p50"] and b["top1"] >= a["top1"] and (b["p50"] < a["p50"] or b["top1"] > a["top1"])
                    for b in peers):
