@@ -26,9 +26,12 @@ demo: $(STAMP)
 system: $(STAMP)
 	bash scripts/setup_test_env.sh
 
-# Two workers, one test file each (--dist loadfile: a file's module fixtures are built once): most of the
-# suite is single-threaded conversion work, so 2 cores run it in about 60 % of the serial time.
+# Lint and types first (seconds; configured in pyproject.toml), then the suite on two workers, one test file
+# each (--dist loadfile: a file's module fixtures are built once): most of the suite is single-threaded
+# conversion work, so 2 cores run it in about 60 % of the serial time.
 test: $(STAMP) system
+	$(BIN)/ruff check
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Wall time of `mnetdeploy --help` against `import tensorflow`, measured side by side.
