@@ -98,7 +98,7 @@ def _make_model(config: Config, net: Network, inputs: dict, say: Callable[[str],
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from mnetdeploy.arch.init import data_dependent_init, synthetic_images
+    from mnetdeploy.arch.init import data_dependent_init, seeded_kernels, synthetic_images
     from mnetdeploy.arch.keras_builder import to_keras
     from mnetdeploy.arch.weights import load_weights
 
@@ -111,6 +111,7 @@ def _make_model(config: Config, net: Network, inputs: dict, say: Callable[[str],
         return model, {"source": m.weights, "file": report.source, "sha256": inputs["weights_file"]["sha256"],
                        "kind": report.kind, "layers_loaded": report.layers_loaded, "note": report.note}
     say("initialising (batch-norm statistics from a forward pass)")
+    seeded_kernels(model, m.seed)
     stats = data_dependent_init(model, synthetic_images(INIT_IMAGES, m.resolution, seed=m.seed))
     return model, {"source": None, "init": "data-dependent (BN statistics + LSUV) on synthetic images",
                    "seed": m.seed, **stats}

@@ -502,7 +502,7 @@ def devices(adb_path, adb_server, as_json):
 @config_option("sweep.resolutions", "--res")
 @config_options("quantize.precisions", "sweep.formats", "bench.threads")
 @config_option("bench.devices", "--device", multiple=True)
-@config_options("eval.data", "eval.limit", "model.weights", "sweep.jobs")
+@config_options("eval.data", "eval.limit", "model.weights", "sweep.jobs", "sweep.cluster")
 @click.option("--executor", metavar="MODULE:FACTORY",
               help="Build/quantize on another engine: FACTORY(jobs) returns an executor (e.g. a Dask client.map "
                    "or Ray adapter; see `python -c 'import mnetdeploy.sweep as s; help(s)'`).")
@@ -526,6 +526,8 @@ def sweep(ctx, config, executor, as_json, **_options):
     base = config_from_options(ctx, config)
     grid, options = sweep_plan(base)
     if executor:
+        if base.sweep.cluster:
+            raise UserError("--executor and --cluster both say where points are prepared; give one")
         options.executor = load_executor(executor, options.jobs)
     with progress(stderr_console(), "sweeping") as say:
         state = run_sweep(base, grid, options, progress=say)

@@ -297,6 +297,9 @@ class SweepConfig(StrictModel):
     jobs: int = Field(1, ge=1, le=256, description="Build/quantize this many points in parallel (spawned "
                                                    "processes).")
     max_points: int | None = Field(None, ge=0, description="Stop after N new points (rerun to resume).")
+    cluster: str | None = Field(None, description="Dask scheduler address (tcp://HOST:8786): build, quantize and "
+                                                  "evaluate the points on its workers (pip install "
+                                                  "'mnetdeploy[dask]').")
     budgets: str | None = Field(None, description="The gate's budgets YAML (e.g. configs/budgets.yaml): its rules "
                                                   "decide which rows fit, per row.")
     budget_latency_ms: float | None = Field(None, gt=0, allow_inf_nan=False, description="Max p50 (ms).")

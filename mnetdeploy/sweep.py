@@ -29,18 +29,16 @@ Executors and distributed engines
 An executor is any callable `executor(fn, jobs) -> iterable of fn(job)` (any order; every result names its
 point). `fn` is the module-level `prepare_point` and each job a plain dict, so both pickle. The default,
 `process_executor(n)`, is a "spawn" ProcessPoolExecutor (TensorFlow is not fork-safe); `serial_executor`
-runs in this process. To run preparation on a cluster, keep the benchmarks here and pass another executor:
+runs in this process. On a Dask cluster (`--cluster tcp://scheduler:8786`, or sweep.cluster in the config),
+`cluster.dask_executor` sends each point to a worker and brings its artifact directory back; workers need
+no shared filesystem (mnetdeploy/cluster.py). Benchmarks always run here, after preparation.
 
-    from dask.distributed import Client                       # pip install "dask[distributed]"
-    run_sweep(cfg, grid, SweepOptions(out=..., executor=client_map_executor(Client("tcp://sched:8786"))))
+    from distributed import Client                            # pip install 'mnetdeploy[dask]'
+    from mnetdeploy.cluster import dask_executor
+    run_sweep(cfg, grid, SweepOptions(out=..., executor=dask_executor(Client("tcp://sched:8786"))))
 
-    import ray                                                # pip install ray
-    remote = ray.remote(prepare_point)
-    ray_exec = lambda fn, jobs: ray.get([remote.remote(j) for j in jobs])
-    run_sweep(cfg, grid, SweepOptions(out=..., executor=ray_exec))
-
-From the command line, `--executor package.module:factory` calls `factory(jobs)` for the executor. Workers
-must see `<out>` at the same path (a shared filesystem): they write the artifact directories there.
+Any other engine plugs in the same way; from the command line, `--executor package.module:factory` calls
+`factory(jobs)` for the executor (such an executor's workers must see `<out>` at the same path).
 
 sweep.json (schema "mnetdeploy.sweep", version 1)
 -------------------------------------------------
@@ -117,7 +115,13 @@ def sweep_plan(config: Config) -> tuple[Grid, SweepOptions]:
     sw = config.sweep
     grid = Grid(config.model.arch, _unique(sw.alphas), _unique(sw.resolutions),
                 _unique(config.quantize.precisions), _unique(config.bench.threads), _unique(config.bench.devices))
+    executor = None
+    if sw.cluster:
+        from mnetdeploy.cluster import dask_executor
+
+        executor = dask_executor(sw.cluster)
     options = SweepOptions(out=sw.out or str(Path("sweeps") / grid.arch), jobs=sw.jobs, max_points=sw.max_points,
+                           executor=executor,
                            budgets=quick_budgets(sw.budget_latency_ms, sw.budget_size_kb, sw.min_top1,
                                                  load_budgets(sw.budgets) if sw.budgets else None),
                            formats=tuple(sw.formats))
@@ -218,17 +222,6 @@ def process_executor(workers: int) -> Executor:
             futures = [pool.submit(fn, job) for job in jobs]
             for future in cf.as_completed(futures):  # record each point as soon as it is ready
                 yield future.result()
-    return run
-
-
-def client_map_executor(client: Any) -> Executor:
-    """Adapt a Dask-style client (`client.map(fn, jobs)` -> futures with `.result()`) to an executor."""
-    def run(fn: Callable[[dict], dict], jobs: list[dict]) -> Iterable[dict]:
-        if not jobs:
-            return
-        kwargs = {"pure": False} if "dask" in type(client).__module__ else {}
-        for future in client.map(fn, jobs, **kwargs):
-            yield future.result()
     return run
 
 
@@ -386,7 +379,8 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
         return all((Path(p["artifact_dir"]) / f["file"]).is_file() for f in p["files"].values())
 
     todo = [k for k in configs_by_key if not fresh(k, "prepared_at")][:budget]
-    jobs = [{"key": k, "config": configs_by_key[k].to_dict(), "evaluate": accuracy[0]} for k in todo]
+    jobs = [{"key": k, "config": configs_by_key[k].to_dict(), "evaluate": accuracy[0],
+             "artifact_dir": str(configs_by_key[k].artifact_dir)} for k in todo]
     executor = options.executor or (process_executor(options.jobs) if options.jobs > 1 else serial_executor)
     start = time.perf_counter()
     for i, result in enumerate(executor(prepare_point, jobs), 1):

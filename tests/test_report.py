@@ -215,7 +215,7 @@ def test_two_models_side_by_side(measured, unmeasured, tmp_path, shots):
     rendered = browser.render(out / "comparison.html", shots / "comparison.png")
     _keep(rendered.screenshot)
     assert "Comparison of 2 models" in rendered.dom
-    assert f'<section class="model" id="m0">' in rendered.dom and 'id="m1"' in rendered.dom
+    assert '<section class="model" id="m0">' in rendered.dom and 'id="m1"' in rendered.dom
     _assert_not_blank(rendered.screenshot)
 
 

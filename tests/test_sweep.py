@@ -3,7 +3,6 @@ interrupted, resumed and rerun, with a stand-in executor for the build jobs."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import threading
 
@@ -82,23 +81,9 @@ def test_fit_recovers_the_line_and_flags_a_memory_bound_small_model():
     assert clean["r2"] == pytest.approx(1.0) and clean["departures"] == []
 
 
-class FakeDaskClient:
-    """Stands in for dask.distributed.Client: map(fn, jobs) -> futures with .result()."""
-
-    def __init__(self):
-        self.pool = cf.ThreadPoolExecutor(2)
-        self.calls = 0
-
-    def map(self, fn, jobs):
-        self.calls += 1
-        return [self.pool.submit(fn, j) for j in jobs]
-
-
 def test_executors_run_every_job(tmp_path):
     jobs = [{"key": str(i)} for i in range(3)]
-    client = FakeDaskClient()
-    assert sorted(r["key"] for r in sw.client_map_executor(client)(dict, jobs)) == ["0", "1", "2"]
-    assert client.calls == 1
+    assert sorted(r["key"] for r in sw.serial_executor(dict, jobs)) == ["0", "1", "2"]
     # The real process pool, spawned (TensorFlow is not fork-safe); `dict` pickles by reference.
     assert sorted(r["key"] for r in sw.process_executor(2)(dict, jobs)) == ["0", "1", "2"]
 
@@ -259,8 +244,8 @@ def test_with_pretrained_weights_and_data_the_frontier_trades_latency_for_top1(t
     # The shared pretrained v1 0.25 fits any resolution (convolutions do not depend on it); the first 100
     # images calibrate int8, so evaluation skips them.
     base = tmp_path / "base.yaml"
-    base.write_text(f"eval:\n  skip_first: 100\n  limit: 20\nquantize:\n  num_calib: 8\n"
-                    f"bench:\n  runs: 10\n  min_seconds: 0\n  warmup: 2\n")
+    base.write_text("eval:\n  skip_first: 100\n  limit: 20\nquantize:\n  num_calib: 8\n"
+                    "bench:\n  runs: 10\n  min_seconds: 0\n  warmup: 2\n")
     result = CliRunner().invoke(cli, ["sweep", str(base), "--arch", "v1", "--alpha", "0.25", "--res", "128,224",
                                       "--weights", str(pretrained_v1), "--data", str(imagenet_sample),
                                       "--min-top1", "20", "--out", str(tmp_path / "s"), "--json"])

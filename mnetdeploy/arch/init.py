@@ -29,6 +29,27 @@ def synthetic_images(n: int, resolution: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def seeded_kernels(model, seed: int) -> int:
+    """Draw every kernel (conv, depthwise, dense) Glorot-uniform from numpy generators keyed by (seed, position).
+
+    Keras' own initializers draw their seeds from process-global random state, which other threads of the
+    process may also draw from (a Dask worker's heartbeat does): the same config then built different weights on
+    a cluster worker than locally, from the tenth layer on. Keyed generators make a build depend on its config
+    only. Returns how many kernels were drawn."""
+    count = 0
+    for position, variable in enumerate(model.weights):
+        if not variable.path.endswith("kernel"):
+            continue
+        shape = tuple(variable.shape)
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        rng = np.random.default_rng([seed, position])
+        variable.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+        count += 1
+    return count
+
+
 def data_dependent_init(model, images: np.ndarray) -> dict:
     """Set BN statistics and unnormalised layer scales from one pass over `images`. Returns statistics."""
     import keras
