@@ -16,6 +16,7 @@ else runs it and records it. Library functions do the work; each step only maps 
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -164,9 +165,11 @@ class BenchStep(Step):
                     ctx.progress(f"bench {model.name} on {device}, {threads} thread(s)")
                     results.append(run_benchmark(model, device=device, settings=b.settings(device, threads)))
         store_results("bench", [r.to_dict() for r in results])
-        fastest = min(results, key=lambda r: r.latency_ms.p50)
+        # A device tool may print no median (p50 None): such a result is never the fastest, nor formatted as one.
+        fastest = min(results, key=lambda r: math.inf if r.latency_ms.p50 is None else r.latency_ms.p50)
+        p50 = "?" if fastest.latency_ms.p50 is None else f"{fastest.latency_ms.p50:.2f}"
         return StepRecord(self.name, "ran", detail=f"{len(results)} results; fastest {Path(fastest.model).name} "
-                                                   f"p50 {fastest.latency_ms.p50:.2f} ms ({fastest.threads} thr)")
+                                                   f"p50 {p50} ms ({fastest.threads} thr)")
 
 
 class ReportStep(Step):

@@ -78,6 +78,7 @@ def benchmark_on_host(model_path: str | Path, settings: HostSettings, progress: 
     warnings = environment_warnings(environment)
     if runtime != "litert" and not settings.xnnpack:
         warnings.append("--no-xnnpack applies to LiteRT only; ignored for ONNX Runtime")
+    assert stats.p50 is not None and stats.p99 is not None  # summarize() fills every statistic
     if stats.p50 > 0 and stats.p99 > 2 * stats.p50:
         warnings.append(f"p99 {stats.p99:.3g} ms is more than twice p50 {stats.p50:.3g} ms: heavy tail, "
                         "the machine was probably busy; compare medians, or re-run on an idle machine")
