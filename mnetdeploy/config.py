@@ -460,7 +460,7 @@ def resolve_input_paths(data: dict[str, Any], base: Path) -> None:
         section, key = dotted.split(".")
         node = data.get(section)
         value = node.get(key) if isinstance(node, dict) else None
-        if isinstance(value, str) and value and value != NOT_PATHS.get(dotted):
+        if isinstance(node, dict) and isinstance(value, str) and value and value != NOT_PATHS.get(dotted):
             path = Path(value).expanduser()
             node[key] = value if path.is_absolute() else os.path.relpath(base / path)
 

@@ -205,6 +205,7 @@ class _ModelRun:
         """Agreement with the reference on predicted class ids; cosine on the outputs over the same classes
         (the background column of a 1001-class output is dropped when the other model has none)."""
         self.agree += int(np.sum(classes == ref_classes))
+        assert self.offset is not None  # decided by _run_chunk before the first score/compare
         mine, theirs = _real_classes(outputs, self.offset), _real_classes(ref_outputs, ref_offset)
         if mine.shape == theirs.shape:
             num = np.sum(mine * theirs, axis=1)
@@ -368,6 +369,8 @@ def _run_chunk(runs: dict[Path, _ModelRun], ref: _ModelRun | None, arrays: dict[
         if run is ref:
             ref_classes, ref_outputs = classes, outputs
         elif ref is not None:
+            # The reference ran first in this chunk (see `order`), so its outputs and offset are set.
+            assert ref_classes is not None and ref_outputs is not None and ref.offset is not None
             run.compare(classes, outputs, ref_classes, ref_outputs, ref.offset)
 
 

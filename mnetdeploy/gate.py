@@ -305,6 +305,7 @@ def _size_check(rule: Rule, report: Report, artifact: dict[str, Any]) -> Check:
     if not isinstance(measured, int):
         raise UserError(f"{report.path}: artifact {artifact.get('file')} has no size; re-run "
                         f"`mnetdeploy report {report.directory}`")
+    assert rule.max_size is not None  # called only for rules with a max_size
     margin, pct = _max_margin(measured, rule.max_size)
     return Check("size", "max_size", rule.title, report.name, artifact["file"], measured, rule.max_size, "bytes",
                  "pass" if measured <= rule.max_size else "fail", margin, pct,
@@ -590,6 +591,7 @@ def failure_message(check: Check) -> str:
                 f"ratio {d['ratio']:.3f}, {100 * d['confidence']:g} % CI [{d['ci_low']:.3f}, {d['ci_high']:.3f}] "
                 f"entirely above {check.limit:.3f} (max_slowdown {d['max_slowdown']:g})")
     word = "below" if check.budget.startswith("min_") else "over"
+    assert check.margin is not None  # every failed budget check has a margin (only skipped regressions lack one)
     by = format_value(abs(check.margin), check.unit)
     pct = "" if check.margin_pct is None else f", {abs(check.margin_pct):.1f} % of the limit"
     return (f"{check.artifact}: {check.budget} measured {format_value(check.measured, check.unit)}, "

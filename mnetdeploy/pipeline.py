@@ -117,6 +117,7 @@ class EvalStep(Step):
         from mnetdeploy.data import files_hash, find_images
 
         e = ctx.config.eval
+        assert e.data is not None  # not skipped: eval.data is set
         return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))), "eval": e.model_dump(mode="json"),
                 "data": files_hash(find_images(e.data))}
 
@@ -125,6 +126,7 @@ class EvalStep(Step):
         from mnetdeploy.results import store_results
 
         e = ctx.config.eval
+        assert e.data is not None  # not skipped: eval.data is set
         reference = ctx.artifact_dir / "model.keras"
         results = evaluate(ctx.models((".keras", ".tflite", ".onnx")), e.data, labels=e.labels,
                            label_offset=e.label_offset, limit=e.limit, skip_first=e.skip_first, threads=e.threads,
@@ -193,6 +195,7 @@ class GateStep(Step):
         from mnetdeploy.report.write import write_report
 
         g = ctx.config.gate
+        assert g.budgets is not None  # not skipped: gate.budgets is set
         result = gate([ctx.artifact_dir / "report.json"], g.budgets, baseline_paths=[g.baseline] if g.baseline else [])
         if g.junit:
             write_junit(g.junit, result)

@@ -119,6 +119,7 @@ def run_child(request: dict[str, Any], progress: ProgressFn | None = None) -> di
         result, error, phase = None, None, "start"
         try:
             try:
+                assert proc.stdin is not None  # stdin=PIPE
                 proc.stdin.write(json.dumps(request).encode())
                 proc.stdin.close()
             except BrokenPipeError:  # the child died before reading; its exit status says why

@@ -73,11 +73,11 @@ class _Stats:
 
     def __init__(self, layer, want_cov: bool, rng: np.random.Generator):
         self.layer, self.kind, self.want_cov, self.rng = layer, layer.__class__.__name__, want_cov, rng
-        self.sum = None
+        self.sum: np.ndarray | None = None
         self.count = 0
-        self.m2 = None
+        self.m2: np.ndarray | None = None
         self.m2_count = 0
-        self.m2_sum = None
+        self.m2_sum: np.ndarray | None = None
 
     def add(self, x: np.ndarray) -> None:
         x = x.astype(np.float32)
@@ -129,10 +129,12 @@ class _Stats:
 
     def mean(self) -> np.ndarray:
         """Mean input per weight: (D,) for conv/dense kernels flattened to (D, out), (k*k, C) for depthwise."""
+        assert self.sum is not None, "no images were added"
         return self.sum / self.count
 
     def covariance(self, centered: bool) -> np.ndarray:
         """(D, D) shared by all output channels, or (C, k*k, k*k) for depthwise."""
+        assert self.m2 is not None and self.m2_sum is not None, "no sampled positions were added"
         m2 = self.m2 / self.m2_count
         if not centered:
             return m2

@@ -34,7 +34,9 @@ def figure_svg(fig, description: str) -> str:
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
-    tag = re.match(r"<svg[^>]*>", text).group(0)
+    match = re.match(r"<svg[^>]*>", text)
+    assert match is not None  # text starts at "<svg" and matplotlib closes the tag
+    tag = match.group(0)
     width = re.search(r'width="([\d.]+)pt"', tag)
     max_px = float(width.group(1)) * 4 / 3 if width else 900
     # Fixed pt sizes out, the viewBox stays: the plot scales to the page width (and to paper when printed).
