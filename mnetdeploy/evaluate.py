@@ -11,6 +11,7 @@ from its output width, so float and converted models of either convention are sc
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,7 +280,7 @@ def _first_line(e: Exception) -> str:
 
 # ------------------------------------------------------------------------------------------------ evaluate
 
-def evaluate(models: list[str | Path], data_dir: str | Path, *, labels: str | Path | None = None,
+def evaluate(models: Sequence[str | Path], data_dir: str | Path, *, labels: str | Path | None = None,
              label_offset: str | int = "auto", limit: int | None = None, skip_first: int = 0,
              reference: str | Path | None = None, threads: int | None = None, resolution: int | None = None,
              progress: bool = True) -> list[EvalResult]:

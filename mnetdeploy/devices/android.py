@@ -735,7 +735,7 @@ def device_environment(model, facts: DeviceFacts, after: DeviceFacts, transport:
         {"path": str(tool.local), "sha256": tool.sha256, "kind": "script", "machine": None,
          "interpreter": "python3"}
     zones_considered = sorted(cpu_zones(trials[0].cooldown.get("zones") or {}) if trials[0].cooldown else [])
-    packages = {"mnetdeploy": version}
+    packages: dict[str, str | None] = {"mnetdeploy": version}
     if runner.get("runtime_package"):
         packages[str(runner["runtime_package"]).replace("_", "-")] = runner.get("runtime_version")
         packages["numpy"] = runner.get("numpy_version")

@@ -20,7 +20,7 @@ Two corrections, per layer, from statistics of the layer's float input on the ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,7 +217,7 @@ def _error_energy(e: np.ndarray, cov: np.ndarray) -> float:
 
 
 def snap_weights_int8(model, images: np.ndarray, *, bias_correction: bool = True, rounding: str = "adaptive",
-                      seed: int = 0, keep_float: tuple[str, ...] | set[str] = (),
+                      seed: int = 0, keep_float: Collection[str] = (),
                       progress: Callable[[str], None] | None = None):
     """A copy of `model` (batch norm already folded) whose conv/dense weights lie on the int8 grid, rounded
     and bias-corrected as configured; layers in `keep_float` keep their float weights. Returns
@@ -227,7 +227,7 @@ def snap_weights_int8(model, images: np.ndarray, *, bias_correction: bool = True
     return apply_int8_weights(model, report, keep_float), report
 
 
-def apply_int8_weights(model, report: SnapReport, keep_float: tuple[str, ...] | set[str] = ()):
+def apply_int8_weights(model, report: SnapReport, keep_float: Collection[str] = ()):
     """`model` with the weights chosen in `report`, except for the layers in `keep_float`. Each layer's
     choice depends only on its own float input, so leaving some layers in float does not change the others."""
     replace = {name: _setter(weights, add_bias) for name, (weights, add_bias) in report.weights.items()

@@ -30,7 +30,7 @@ import numpy as np
 
 from mnetdeploy import __version__
 from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
-from mnetdeploy.config import QuantizeConfig, validated
+from mnetdeploy.config import Format, Precision, QuantizeConfig, validated
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
@@ -150,7 +150,7 @@ def validation_images(calibration, resolution: int, seed: int) -> tuple[np.ndarr
 
 # ------------------------------------------------------------------------------------------ the pipeline
 
-def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[str, str]], list[str]]:
+def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[Format, Precision]], list[str]]:
     """(format, precision) pairs to produce, and notes on requested pairs that are skipped."""
     jobs, notes = [], []
     for fmt in options.formats:
