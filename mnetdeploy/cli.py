@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -286,6 +285,8 @@ def _bench_against(ctx, paths, against, b, *, max_slowdown, max_rounds, max_seco
     if as_json:
         _emit_json(data)
     else:
+        # compare_models runs at least MIN_ROUNDS rounds (max_rounds >= 3), so the interval is always known.
+        assert result.minimum_detectable_slowdown is not None
         con = stdout_console()
         con.print(f"{paths[0].name} vs {baseline.name} ({device}, {threads} thread(s)): ratio {result.ratio:.3f} "
                   f"[{result.low:.3f}, {result.high:.3f}] at {100 * result.confidence:.0f} % over {result.rounds} "
@@ -556,4 +557,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

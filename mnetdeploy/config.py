@@ -23,7 +23,7 @@ from mnetdeploy.fsutil import read_text
 M = TypeVar("M", bound=BaseModel)
 MAX_CONFIG_BYTES = 1_000_000
 
-DEFAULT_ARCH = "v2"  # documented default when neither a config nor --arch names one
+DEFAULT_ARCH: Arch = "v2"  # documented default when neither a config nor --arch names one
 MIN_RESOLUTION = 32
 MAX_RESOLUTION = 1024
 
@@ -135,10 +135,10 @@ class QuantizeConfig(StrictModel):
                                                 "calibration/default.yaml, else synthetic images with a warning.")
     num_calib: int = Field(100, ge=1, le=100_000, description="Calibration images to use.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the calibration image choice.")
-    formats: list[Format] = Field(default_factory=lambda: ["tflite", "onnx"], min_length=1,
+    formats: list[Format] = Field(default_factory=lambda: list[Format](["tflite", "onnx"]), min_length=1,
                                   description="Formats to export, comma-separated: tflite, onnx.")
     precisions: list[Precision] = Field(
-        default_factory=lambda: ["fp32", "int8"], min_length=1,
+        default_factory=lambda: list[Precision](["fp32", "int8"]), min_length=1,
         description="Comma-separated: fp32, fp16, dynamic, int8 (ONNX has no dynamic: skipped with a note).")
     io: IoType = Field("int8", description="Input/output type of the int8 TFLite model.")
     onnx_calib: OnnxCalibration = Field("minmax", description="ONNX Runtime activation calibration method.")
@@ -289,7 +289,7 @@ class SweepConfig(StrictModel):
         default_factory=lambda: [0.35, 0.5, 0.75, 1.0], min_length=1, description="Widths (alpha) to build.")
     resolutions: list[int] = Field(default_factory=lambda: [96, 128, 160, 192, 224], min_length=1,
                                    description="Resolutions to build (multiples of 32).")
-    formats: list[Format] = Field(default_factory=lambda: ["tflite"], min_length=1,
+    formats: list[Format] = Field(default_factory=lambda: list[Format](["tflite"]), min_length=1,
                                   description="What each point exports and benchmarks (the table has one row per "
                                               "precision; quantize.formats is run's).")
     out: str | None = Field(None, description="Sweep folder: sweep.json/.md/.html and models/ (default "
@@ -463,7 +463,7 @@ def resolve_input_paths(data: dict[str, Any], base: Path) -> None:
         section, key = dotted.split(".")
         node = data.get(section)
         value = node.get(key) if isinstance(node, dict) else None
-        if isinstance(value, str) and value and value != NOT_PATHS.get(dotted):
+        if isinstance(node, dict) and isinstance(value, str) and value and value != NOT_PATHS.get(dotted):
             path = Path(value).expanduser()
             node[key] = value if path.is_absolute() else os.path.relpath(base / path)
 

@@ -147,12 +147,12 @@ def load_images(paths: Iterable[str | Path], resolution: int, *, skip_bad: bool 
     silences the bar (for callers that show their own)."""
     from PIL import Image
 
-    paths = [Path(p) for p in paths]
-    array = np.empty((len(paths), resolution, resolution, 3), dtype=np.float32)
+    files = [Path(p) for p in paths]
+    array = np.empty((len(files), resolution, resolution, 3), dtype=np.float32)
     ok: list[Path] = []
     skipped: list[tuple[Path, str]] = []
-    with progress_bar(len(paths) if progress else 0, "preprocessing images") as advance:
-        for path in paths:
+    with progress_bar(len(files) if progress else 0, "preprocessing images") as advance:
+        for path in files:
             try:
                 array[len(ok)] = load_image(path, resolution)
                 ok.append(path)
@@ -163,8 +163,8 @@ def load_images(paths: Iterable[str | Path], resolution: int, *, skip_bad: bool 
                 skipped.append((path, reason))
             advance()
     if len(ok) < min_ok:
-        where = paths[0].parent if paths else Path(".")
-        raise UserError(f"{where}: only {len(ok)} of {len(paths)} images could be read ({len(skipped)} "
+        where = files[0].parent if files else Path(".")
+        raise UserError(f"{where}: only {len(ok)} of {len(files)} images could be read ({len(skipped)} "
                         f"unreadable), {min_ok} needed; check the files or point to another folder")
     return LoadedImages(array=array[:len(ok)], paths=ok, skipped=skipped)
 
@@ -333,6 +333,7 @@ def read_labels_csv(path: str | Path, offset: int = 0) -> dict[str, int]:
     file_col = next((c for c in CSV_FILE_COLUMNS if c in columns), None)
     if file_col is None:
         raise UserError(f"{path}: no file column (one of {', '.join(CSV_FILE_COLUMNS)}) in header {columns}")
+    index_col: str | None
     index_col, shift = CSV_INDEX_COLUMNS[offset], 0
     if index_col not in columns:
         index_col = next((c for c in CSV_GENERIC_INDEX_COLUMNS if c in columns), None)

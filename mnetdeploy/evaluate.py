@@ -11,6 +11,7 @@ from its output width, so float and converted models of either convention are sc
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,7 @@ class _ModelRun:
         """Agreement with the reference on predicted class ids; cosine on the outputs over the same classes
         (the background column of a 1001-class output is dropped when the other model has none)."""
         self.agree += int(np.sum(classes == ref_classes))
+        assert self.offset is not None  # decided by _run_chunk before the first score/compare
         mine, theirs = _real_classes(outputs, self.offset), _real_classes(ref_outputs, ref_offset)
         if mine.shape == theirs.shape:
             num = np.sum(mine * theirs, axis=1)
@@ -278,7 +280,7 @@ def _first_line(e: Exception) -> str:
 
 # ------------------------------------------------------------------------------------------------ evaluate
 
-def evaluate(models: list[str | Path], data_dir: str | Path, *, labels: str | Path | None = None,
+def evaluate(models: Sequence[str | Path], data_dir: str | Path, *, labels: str | Path | None = None,
              label_offset: str | int = "auto", limit: int | None = None, skip_first: int = 0,
              reference: str | Path | None = None, threads: int | None = None, resolution: int | None = None,
              progress: bool = True) -> list[EvalResult]:
@@ -368,6 +370,8 @@ def _run_chunk(runs: dict[Path, _ModelRun], ref: _ModelRun | None, arrays: dict[
         if run is ref:
             ref_classes, ref_outputs = classes, outputs
         elif ref is not None:
+            # The reference ran first in this chunk (see `order`), so its outputs and offset are set.
+            assert ref_classes is not None and ref_outputs is not None and ref.offset is not None
             run.compare(classes, outputs, ref_classes, ref_outputs, ref.offset)
 
 

@@ -25,7 +25,7 @@ def _umask() -> int:
 
 
 # Errors of the place being written to, not of the tool: the user fixes them (exit 2, one line naming the path).
-_WRITE_ERRNOS = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+_WRITE_ERRNOS: dict[int | None, str] = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
                  errno.EPERM: "operation not permitted", errno.ENOSPC: "no space left on the device",
                  errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large for the file system",
                  errno.ENOTDIR: "a parent is a file, not a directory", errno.EEXIST: "a file is in the way"}

@@ -77,6 +77,7 @@ import platform
 import shlex
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ class Report:
 # ------------------------------------------------------------------------------------------ entry point
 
 def gate(report_paths: list[str | Path], budgets_path: str | Path,
-         baseline_paths: list[str | Path] = ()) -> GateResult:
+         baseline_paths: Sequence[str | Path] = ()) -> GateResult:
     """Load everything (any bad input raises UserError before a check runs), then check."""
     from mnetdeploy.report.collect import load_report
 
@@ -228,7 +229,7 @@ def _report_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def check_reports(reports: list[Report], budgets: Budgets, baselines: list[Report] = ()) -> GateResult:
+def check_reports(reports: list[Report], budgets: Budgets, baselines: Sequence[Report] = ()) -> GateResult:
     if not reports:
         raise UserError("gate: no report given; pass REPORT (report.json or its artifact directory)")
     _refuse_duplicate_names(reports, "report")
@@ -248,7 +249,7 @@ def check_reports(reports: list[Report], budgets: Budgets, baselines: list[Repor
                       budgets.regression.on_inconclusive)
 
 
-def _refuse_duplicate_names(reports: list[Report], what: str) -> None:
+def _refuse_duplicate_names(reports: Sequence[Report], what: str) -> None:
     seen: dict[str, str] = {}
     for r in reports:
         if r.name in seen:
@@ -305,6 +306,7 @@ def _size_check(rule: Rule, report: Report, artifact: dict[str, Any]) -> Check:
     if not isinstance(measured, int):
         raise UserError(f"{report.path}: artifact {artifact.get('file')} has no size; re-run "
                         f"`mnetdeploy report {report.directory}`")
+    assert rule.max_size is not None  # called only for rules with a max_size
     margin, pct = _max_margin(measured, rule.max_size)
     return Check("size", "max_size", rule.title, report.name, artifact["file"], measured, rule.max_size, "bytes",
                  "pass" if measured <= rule.max_size else "fail", margin, pct,
@@ -377,7 +379,7 @@ def fp32_reference(evals: list[dict[str, Any]], data_hash: str | None) -> dict[s
     """The float reference top-1 on the same images: the Keras model's eval, else an fp32 export's
     (TFLite before ONNX), else None."""
     same_data = [e for e in evals if (e.get("data") or {}).get("hash") == data_hash and e.get("precision") == "fp32"]
-    order = {"keras": 0, "tflite": 1, "onnx": 2}
+    order: dict[str | None, int] = {"keras": 0, "tflite": 1, "onnx": 2}
     same_data.sort(key=lambda e: (order.get(e.get("format"), 3), str(e.get("model"))))
     return same_data[0] if same_data else None
 
@@ -427,7 +429,7 @@ def latency_key(result: dict[str, Any]) -> tuple:
     return tuple(Path(str(result.get(k))).name if k == "model" else result.get(k) for k in LATENCY_KEY)
 
 
-def regression_checks(reports: list[Report], baselines: list[Report], regression: Regression,
+def regression_checks(reports: list[Report], baselines: Sequence[Report], regression: Regression,
                       notes: list[str]) -> list[Check]:
     pairs = _pair_reports(reports, baselines, notes)
     checks: list[Check] = []
@@ -453,7 +455,7 @@ def regression_checks(reports: list[Report], baselines: list[Report], regression
     return checks
 
 
-def _pair_reports(reports: list[Report], baselines: list[Report], notes: list[str]) -> dict[str, Report]:
+def _pair_reports(reports: list[Report], baselines: Sequence[Report], notes: list[str]) -> dict[str, Report]:
     if len(reports) == 1 and len(baselines) == 1:
         if reports[0].name != baselines[0].name:
             notes.append(f"baseline {baselines[0].name} compared with report {reports[0].name} (different names)")
@@ -590,6 +592,7 @@ def failure_message(check: Check) -> str:
                 f"ratio {d['ratio']:.3f}, {100 * d['confidence']:g} % CI [{d['ci_low']:.3f}, {d['ci_high']:.3f}] "
                 f"entirely above {check.limit:.3f} (max_slowdown {d['max_slowdown']:g})")
     word = "below" if check.budget.startswith("min_") else "over"
+    assert check.margin is not None  # every failed budget check has a margin (only skipped regressions lack one)
     by = format_value(abs(check.margin), check.unit)
     pct = "" if check.margin_pct is None else f", {abs(check.margin_pct):.1f} % of the limit"
     return (f"{check.artifact}: {check.budget} measured {format_value(check.measured, check.unit)}, "

@@ -16,6 +16,7 @@ else runs it and records it. Library functions do the work; each step only maps 
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -116,6 +117,7 @@ class EvalStep(Step):
         from mnetdeploy.data import files_hash, find_images
 
         e = ctx.config.eval
+        assert e.data is not None  # not skipped: eval.data is set
         return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))), "eval": e.model_dump(mode="json"),
                 "data": files_hash(find_images(e.data))}
 
@@ -124,6 +126,7 @@ class EvalStep(Step):
         from mnetdeploy.results import store_results
 
         e = ctx.config.eval
+        assert e.data is not None  # not skipped: eval.data is set
         reference = ctx.artifact_dir / "model.keras"
         results = evaluate(ctx.models((".keras", ".tflite", ".onnx")), e.data, labels=e.labels,
                            label_offset=e.label_offset, limit=e.limit, skip_first=e.skip_first, threads=e.threads,
@@ -164,9 +167,11 @@ class BenchStep(Step):
                     ctx.progress(f"bench {model.name} on {device}, {threads} thread(s)")
                     results.append(run_benchmark(model, device=device, settings=b.settings(device, threads)))
         store_results("bench", [r.to_dict() for r in results])
-        fastest = min(results, key=lambda r: r.latency_ms.p50)
+        # A device tool may print no median (p50 None): such a result is never the fastest, nor formatted as one.
+        fastest = min(results, key=lambda r: math.inf if r.latency_ms.p50 is None else r.latency_ms.p50)
+        p50 = "?" if fastest.latency_ms.p50 is None else f"{fastest.latency_ms.p50:.2f}"
         return StepRecord(self.name, "ran", detail=f"{len(results)} results; fastest {Path(fastest.model).name} "
-                                                   f"p50 {fastest.latency_ms.p50:.2f} ms ({fastest.threads} thr)")
+                                                   f"p50 {p50} ms ({fastest.threads} thr)")
 
 
 class ReportStep(Step):
@@ -190,6 +195,7 @@ class GateStep(Step):
         from mnetdeploy.report.write import write_report
 
         g = ctx.config.gate
+        assert g.budgets is not None  # not skipped: gate.budgets is set
         result = gate([ctx.artifact_dir / "report.json"], g.budgets, baseline_paths=[g.baseline] if g.baseline else [])
         if g.junit:
             write_junit(g.junit, result)

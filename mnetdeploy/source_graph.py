@@ -43,7 +43,7 @@ def imports_of(name: str) -> frozenset[str]:
     known = modules()
     path = known[name]
     anchor = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    deps = set()
+    deps: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             deps.update(_resolve(a.name, known) for a in node.names if a.name.split(".")[0] == PACKAGE)

@@ -187,13 +187,14 @@ def prepare_point(job: dict) -> dict:
     built = build(config)
     q = config.quantize
     quantized = quantize(built.artifact_dir, q)
-    files = {a.precision: {"file": a.file, "bytes": a.bytes, "top1": None}
+    files: dict[str, dict[str, Any]] = {a.precision: {"file": a.file, "bytes": a.bytes, "top1": None}
              for a in quantized.artifacts if a.format == "tflite" or "tflite" not in q.formats}
     if job.get("evaluate"):
         from mnetdeploy.evaluate import evaluate
         from mnetdeploy.results import store_results
 
         e = config.eval
+        assert e.data is not None  # job["evaluate"] is accuracy_note's verdict: False without eval data
         paths = [built.artifact_dir / f["file"] for f in files.values()]
         results = evaluate(paths, e.data, labels=e.labels, label_offset=e.label_offset, limit=e.limit,
                            skip_first=e.skip_first, progress=False)
@@ -397,7 +398,9 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
 
     def bench_device(device: str) -> None:
         for key in to_measure:
-            rows = measure_point(state.point(key), grid, configs_by_key[key], device, locks)
+            point = state.point(key)
+            assert point is not None  # to_measure holds prepared points only
+            rows = measure_point(point, grid, configs_by_key[key], device, locks)
             state.add_measurements(key, device, rows, grid.devices)
             say(f"benchmarked {key} on {device}")
 

@@ -159,10 +159,11 @@ def frontier_svg(state: dict, x_key: str = "p50_ms", salt: str = "sweep-frontier
             for group in lines.values():
                 ax.step([value(r, x_key) for r in group], [value(r, y_key) for r in group], where="post",
                         color="black", linewidth=1, alpha=0.6, zorder=2)
+        from matplotlib.artist import Artist
         from matplotlib.lines import Line2D
 
         precisions = dict.fromkeys(r["precision"] for r in rows)
-        handles = [Line2D([], [], marker=PRECISION_MARKERS.get(p, "o"), linestyle="", label=p,
+        handles: list[Artist] = [Line2D([], [], marker=PRECISION_MARKERS.get(p, "o"), linestyle="", label=p,
                           color=PRECISION_COLORS.get(p, OTHER_COLOR)) for p in precisions]
         if best is not None:
             r = rows[best]

@@ -8,7 +8,8 @@ layer's config instead of editing a live model in place (the original stays the 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 import numpy as np
 
@@ -43,15 +44,15 @@ def clone_layer(layer, **config_changes):
     return layer.__class__.from_config(config)
 
 
-def rebuild(model, skip: set[str] = frozenset(),
-            replace: dict[str, Callable[[object], tuple[object, list[np.ndarray]]]] | None = None):
+def rebuild(model, skip: Collection[str] = frozenset(),
+            replace: dict[str, Callable[[Any], tuple[Any, list[np.ndarray]]]] | None = None):
     """A new functional model equal to `model` except that layers named in `skip` (single-input layers)
     pass their input through, and layers named in `replace` are built by `replace[name](layer)`, which
     returns (new layer, its weights). All other layers are copied with their weights."""
     import keras
 
     replace = replace or {}
-    tensors: dict[int, object] = {}
+    tensors: dict[int, Any] = {}
     for src in model.inputs:
         tensors[id(src)] = keras.Input(shape=src.shape[1:], batch_size=src.shape[0], dtype=src.dtype,
                                        name=src.name)

@@ -11,6 +11,8 @@ ranges. Here one forward pass over a small batch of images walks the graph in or
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -65,7 +67,7 @@ def data_dependent_init(model, images: np.ndarray) -> dict:
             continue
         inputs = layer.input if isinstance(layer.input, list) else [layer.input]
         args = [values[id(t)] for t in inputs]
-        x = args if len(args) > 1 else args[0]
+        x: Any = args if len(args) > 1 else args[0]  # a Keras tensor, or a list for multi-input layers
         if isinstance(layer, layers.BatchNormalization):
             mean, var = ops.moments(x, axes=list(range(len(x.shape) - 1)))
             mean, var = ops.convert_to_numpy(mean), ops.convert_to_numpy(var)

@@ -238,6 +238,7 @@ def _plan_v2(p: _Planner, fam: Family, alpha: float) -> None:
         _bottleneck(p, prefix="expanded_conv_" if i == 0 else f"block_{i}_", block=f"block {i}",
                     exp=t * p.width, out=out, blk=blk, bn_suffix="BN", expand=t != 1)
         in_ref = blk.out
+    assert fam.last_conv is not None  # None only for v1
     last = fam.last_conv if alpha <= 1.0 else make_divisible(fam.last_conv * alpha)
     p.add("Conv_1", "pw", last, bn="Conv_1_bn", act="relu6", act_name="out_relu", block="head")
     net = p.net
@@ -258,6 +259,7 @@ def _plan_v3(p: _Planner, fam: Family, alpha: float) -> None:
                     bn_suffix="bn", expand=i != 0)
         in_ref = blk.out
     act = fam.last_conv_act
+    assert fam.last_conv is not None and fam.head_conv is not None  # v3 has both (None only for v1/v2)
     p.add("conv_1", "pw", make_divisible(p.width * fam.last_conv / fam.blocks[-1].out), bn="conv_1_bn",
           act=act, act_name=_act_name("conv_1", act), block="head")
     net = p.net

@@ -108,8 +108,10 @@ def parse_reference(text: str) -> list[Published]:
         m = re.fullmatch(r"V3-(Large|Small) 1\.0", cells[0])
         if m:
             # Two arXiv revisions differ on V3-Small; revision B is the released architecture (Keras's).
-            macs = re.search(r"(\d+(?:\.\d+)?)(?: \(B\))?$", cells[2])[1]
-            params = re.search(r"([\d.]+)M(?: \(B\))?$", cells[3])[1]
+            macs_m = re.search(r"(\d+(?:\.\d+)?)(?: \(B\))?$", cells[2])
+            params_m = re.search(r"([\d.]+)M(?: \(B\))?$", cells[3])
+            assert macs_m and params_m, cells  # the V3 rows of Table 3 always end in a number
+            macs, params = macs_m[1], params_m[1]
             rows.append(Published(f"v3-{m[1].lower()}", 1.0, 224, float(macs), float(params),
                                   "v3 paper Table 3" + (" (revision B)" if "(B)" in cells[2] else "")))
     return rows

@@ -77,7 +77,7 @@ def cpu_frequency(cpus: list[int] | None) -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -199,7 +199,8 @@ def _read_tflite(schema, buf: bytes) -> tuple[str, tuple[int, ...], str]:
         b = model.Buffers(buffer_index)
         return b.DataLength() > 0 or b.Offset() > 1   # Offset: data stored after the flatbuffer (>2 GB models)
 
-    activations, weights = [], []
+    activations: list[str] = []
+    weights: list[str] = []
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         for t in range(sg.TensorsLength()):

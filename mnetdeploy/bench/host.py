@@ -78,6 +78,7 @@ def benchmark_on_host(model_path: str | Path, settings: HostSettings, progress: 
     warnings = environment_warnings(environment)
     if runtime != "litert" and not settings.xnnpack:
         warnings.append("--no-xnnpack applies to LiteRT only; ignored for ONNX Runtime")
+    assert stats.p50 is not None and stats.p99 is not None  # summarize() fills every statistic
     if stats.p50 > 0 and stats.p99 > 2 * stats.p50:
         warnings.append(f"p99 {stats.p99:.3g} ms is more than twice p50 {stats.p50:.3g} ms: heavy tail, "
                         "the machine was probably busy; compare medians, or re-run on an idle machine")
@@ -118,6 +119,7 @@ def run_child(request: dict[str, Any], progress: ProgressFn | None = None) -> di
         result, error, phase = None, None, "start"
         try:
             try:
+                assert proc.stdin is not None  # stdin=PIPE
                 proc.stdin.write(json.dumps(request).encode())
                 proc.stdin.close()
             except BrokenPipeError:  # the child died before reading; its exit status says why

@@ -62,12 +62,12 @@ class LatencyStats:
     """Summary statistics of the measured latencies, in milliseconds."""
 
     mean: float
-    std: float
-    min: float
-    max: float
-    p50: float
-    p90: float
-    p99: float
+    std: float | None  # None: device tools that print no such statistic (benchmark_model has no p90/p99)
+    min: float | None
+    max: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
 
 
 @dataclass
@@ -91,14 +91,14 @@ class BenchResult:
     warmup_runs: int
     min_seconds: float
     measured_seconds: float
-    init_ms: float
-    first_ms: float
+    init_ms: float | None          # None: not printed by the device's tool
+    first_ms: float | None
     warmup_ms: float | None
     latency_ms: LatencyStats
     samples_ms: list[float]
-    peak_rss_mb: float
-    baseline_rss_mb: float
-    model_rss_mb: float
+    peak_rss_mb: float | None      # None: not measured on the device
+    baseline_rss_mb: float | None
+    model_rss_mb: float | None
     inputs: InputsInfo
     execution: dict[str, Any]
     environment: dict[str, Any]

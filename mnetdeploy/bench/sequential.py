@@ -137,6 +137,7 @@ def compare_models(candidate: str | Path, baseline: str | Path, *, max_slowdown:
         raise UserError(f"max_seconds must be > 0 (got {max_seconds})")
     test = SequentialTest(max_slowdown, confidence, max_rounds)
     start = time.perf_counter()
+    environment: dict[str, Any]
     total_runs, environment, stopped = 0, {}, ""
     while True:
         pair = [(baseline, "baseline"), (candidate, "candidate")]

@@ -29,6 +29,7 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
+from typing import cast
 
 from mnetdeploy.config import BenchConfig, DeviceSettings
 from mnetdeploy.errors import EXIT_FAILED, UserError
@@ -203,7 +204,9 @@ def device_identity(device: str, settings: DeviceSettings | None = None, **value
 def device_identities(bench: BenchConfig) -> dict[str, dict]:
     """The identity of every device `bench` measures on (not the host): part of the cache key of any step
     that measures there. A device that is gone is an error, so old numbers are never reused for it."""
-    return {d: device_identity(d, bench.settings(d, bench.threads[0])) for d in bench.devices if d != "host"}
+    # BenchConfig.settings returns DeviceSettings for every device but "host".
+    return {d: device_identity(d, cast(DeviceSettings, bench.settings(d, bench.threads[0])))
+            for d in bench.devices if d != "host"}
 
 
 __all__ = ["ANDROID_BASE", "LINUX_BASE", "DeviceLost", "DeviceSettings", "ShellResult", "Target", "Transport",

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from mnetdeploy.devices import ANDROID_BASE, LINUX_BASE, DeviceLost, Transport, last_words
 from mnetdeploy.errors import EXIT_USAGE, UserError
@@ -235,8 +236,8 @@ _DESCRIBE = ("if command -v getprop >/dev/null 2>&1; then getprop; else echo __n
 _PROP = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
 
 
-def device_properties(transport: Transport, timeout: float = LIST_TIMEOUT) -> dict[str, str] | None:
-    """getprop's properties of an Android device (None when the device has no getprop: not Android), plus
+def device_properties(transport: Transport, timeout: float = LIST_TIMEOUT) -> dict[str, str]:
+    """getprop's properties of an Android device (none when the device has no getprop: not Android), plus
     `__uname` (uname -m)."""
     result = transport.shell(_DESCRIBE, timeout, "reading the device properties")
     props: dict[str, str] = {}
@@ -263,7 +264,7 @@ def describe_devices(adb: str | None = None, server: str | None = None) -> list[
     client = AdbClient(adb, server)
     described = []
     for entry in client.list_devices():
-        row = {"serial": entry.serial, "state": entry.state, "transport": "adb",
+        row: dict[str, Any] = {"serial": entry.serial, "state": entry.state, "transport": "adb",
                "model": entry.attributes.get("model", "").replace("_", " ") or None, "os": None, "abi": None,
                "abilist": None, "android_version": None, "sdk": None, "soc": None, "machine": None, "note": None}
         if entry.state != "device":

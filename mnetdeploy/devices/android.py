@@ -190,7 +190,7 @@ class Trial:
     min_ms: float | None
     max_ms: float | None
     p50_ms: float | None
-    percentiles: dict[str, float]
+    percentiles: dict[str, float | None]
     init_ms: float | None
     first_ms: float | None
     warmup_ms: float | None
@@ -640,15 +640,15 @@ def _combine(trials: list[Trial]):
     mean = sum(c * t.mean_ms for c, t in zip(counts, trials)) / sum(counts)
     std = None
     if all(t.std_ms is not None for t in trials):
-        within = sum((c - 1) * t.std_ms ** 2 for c, t in zip(counts, trials))
+        within = sum((c - 1) * t.std_ms ** 2 for c, t in zip(counts, trials) if t.std_ms is not None)
         between = sum(c * (t.mean_ms - mean) ** 2 for c, t in zip(counts, trials))
         std = math.sqrt((within + between) / (n - 1)) if n > 1 else trials[0].std_ms
     mins = [t.min_ms for t in trials if t.min_ms is not None]
     maxs = [t.max_ms for t in trials if t.max_ms is not None]
-    p50s = [t.p50_ms for t in trials]
-    p50 = statistics.median(p50s) if all(p is not None for p in p50s) else None
+    p50s = [t.p50_ms for t in trials if t.p50_ms is not None]
+    p50 = statistics.median(p50s) if len(p50s) == len(trials) else None
     r = lambda x: None if x is None else round(x, 6)  # noqa: E731
-    return LatencyStats(mean=r(mean), std=r(std), min=r(min(mins)) if mins else None,
+    return LatencyStats(mean=round(mean, 6), std=r(std), min=r(min(mins)) if mins else None,
                         max=r(max(maxs)) if maxs else None, p50=r(p50), p90=None, p99=None)
 
 
@@ -670,7 +670,7 @@ def assemble_result(model, facts: DeviceFacts, after: DeviceFacts, transport: Tr
         stats = _combine(trials)
         if len(trials) > 1:
             with_median = all(t.p50_ms is not None for t in trials)
-            samples = [round(t.p50_ms if with_median else t.mean_ms, 6) for t in trials]
+            samples = [round(t.p50_ms if with_median and t.p50_ms is not None else t.mean_ms, 6) for t in trials]
             samples_kind = "trial_p50" if with_median else "trial_mean"
         else:
             samples, samples_kind = [], "none"
@@ -735,7 +735,7 @@ def device_environment(model, facts: DeviceFacts, after: DeviceFacts, transport:
         {"path": str(tool.local), "sha256": tool.sha256, "kind": "script", "machine": None,
          "interpreter": "python3"}
     zones_considered = sorted(cpu_zones(trials[0].cooldown.get("zones") or {}) if trials[0].cooldown else [])
-    packages = {"mnetdeploy": version}
+    packages: dict[str, str | None] = {"mnetdeploy": version}
     if runner.get("runtime_package"):
         packages[str(runner["runtime_package"]).replace("_", "-")] = runner.get("runtime_version")
         packages["numpy"] = runner.get("numpy_version")

@@ -364,6 +364,8 @@ class _RunParser:
             out.max_ms = self._value(self.litert, "Inference (max)")
             out.std_ms = self._value(self.litert, "Inference (std)")
         else:
+            # No stats line and no summary/LiteRT mean: `finished` must then be run_model's (else raised above).
+            assert run_model_mean is not None
             out.mean_ms = run_model_mean.ms
             out.min_ms = self._value(self.run_model, "Fastest run took")
             out.max_ms = self._value(self.run_model, "Slowest run took")
@@ -485,7 +487,7 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
     if not successes:
         raise BenchmarkFailed(runs[-1].error or "benchmark_model failed")
     index = successes[-1]
-    output = runs[index].output
+    output = runs[index].result()
     later_failures = [run.error for run in runs[index + 1:] if not run.ok]
     if later_failures:
         output.warnings.append(f"a later run in the same output failed: {later_failures[-1]}")

@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,12 @@ DEFAULT_OPTIONS = ("BatchMode=yes", "ConnectTimeout=10", "StrictHostKeyChecking=
 class SshTransport(Transport):
     """Shell commands and copies to one board through the system ssh client."""
 
-    def __init__(self, target: Target, options: tuple[str, ...] = ()) -> None:
+    def __init__(self, target: Target, options: Iterable[str] = ()) -> None:
         ssh = shutil.which("ssh")
         if ssh is None:
             raise UserError(f"ssh: not found on PATH; {SSH_HINT}")
         self.ssh = ssh
+        assert target.host is not None  # parse_target sets it for every ssh:// target
         self.destination = f"{target.user}@{target.host}" if target.user else target.host
         self.port = target.port
         shown_host = f"[{target.host}]" if ":" in target.host else target.host

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def op_outputs(model_bytes: bytes) -> list[dict]:
     return out
 
 
-def keras_layer_of(tensor_name: str, layer_names: set[str], prefer: set[str] = frozenset()) -> str | None:
+def keras_layer_of(tensor_name: str, layer_names: set[str], prefer: Collection[str] = frozenset()) -> str | None:
     """The Keras layer a TFLite tensor comes from. Fused tensors join several op names with ';'
     ("model_1/conv_pw_1_relu_1/Relu6;model_1/conv_pw_1_1/convolution;..."); the layer is the name scope
     after the model's own, minus the call suffix ("_1") Keras adds when tracing, which is stripped first:

@@ -166,7 +166,9 @@ def kernel_agreement(path: Path, deployed: np.ndarray, images: np.ndarray, refer
     arithmetic by rounding only, less than quantization itself moves the outputs (random-init networks
     amplify both alike); `limit` is what the kernels may add (KERNEL_RATIO, KERNEL_FLOOR)."""
     from mnetdeploy.runtimes import model_format
+    from mnetdeploy.runtimes.base import Runner
 
+    plain: Runner
     if model_format(path) == "onnx":
         from mnetdeploy.runtimes.onnx import OnnxRunner
 

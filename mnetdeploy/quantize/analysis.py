@@ -100,8 +100,8 @@ def analyze_tflite(calibrated: bytes, snapped, images: np.ndarray, keep_float: l
         sqnr = _db(signal[out], noise[out])
         src = next((i for i in op["inputs"] if i in tracked), None)
         lost = None
-        if src is not None and sqnr is not None and _db(signal[src], noise[src]) is not None:
-            lost = round(_db(signal[src], noise[src]) - sqnr, 2)
+        if src is not None and sqnr is not None and (src_db := _db(signal[src], noise[src])) is not None:
+            lost = round(src_db - sqnr, 2)
         is_int8 = d["dtype"] != np.float32
         row = {"layer": layer, "op": op["op_name"].lower(), "shape": [int(s) for s in d["shape"]],
                "precision": "int8" if is_int8 else "float",
@@ -208,8 +208,8 @@ def analyze_onnx(float_path: Path, int8_path: Path, proto, snapped, images: np.n
         sqnr = _db(*energy[out])
         src = upstream(out)
         lost = None
-        if src is not None and sqnr is not None and _db(*energy[src]) is not None:
-            lost = round(_db(*energy[src]) - sqnr, 2)
+        if src is not None and sqnr is not None and (src_db := _db(*energy[src])) is not None:
+            lost = round(src_db - sqnr, 2)
         rows.append({"layer": layer_of(node), "op": node.op_type.lower(), "tensor": out, "sqnr_db": sqnr,
                      "lost_db": lost})
     return rows

@@ -58,7 +58,7 @@ def time_interleaved(paths: dict[str, Path], threads: int = 1, rounds: int = ROU
         if say:
             say(f"timing int8 graph candidates (round {r + 1}/{rounds})")
         for name, runner in runners.items():
-            samples = []
+            samples: list[float] = []
             deadline = time.perf_counter() + round_seconds
             while len(samples) < MIN_RUNS_PER_ROUND or time.perf_counter() < deadline:
                 start = time.perf_counter_ns()

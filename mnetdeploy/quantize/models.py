@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from mnetdeploy.artifacts import KERAS_MODEL, code_fingerprint
 from mnetdeploy.config import QuantizeConfig
 from mnetdeploy.errors import CheckFailed, UserError
 from mnetdeploy.fsutil import sha256_file
+
+if TYPE_CHECKING:
+    from mnetdeploy.data import CalibrationSet
 
 # Folding rounds W * gamma / sigma to float32: deep random-init networks move by up to ~1e-4 (v3-large);
 # a folding bug moves them by far more.
@@ -63,8 +66,9 @@ class PreparedModels:
         self._keras_sha256: str | None = None
         self._reference: np.ndarray | None = None
         self.preparation: dict[str, Any] = {}
-        self.calibration = None
-        self.check_images = None
+        # Set by quantize.step before use: the calibration when something int8 is made, the check images always.
+        self.calibration: CalibrationSet | None = None
+        self.check_images: np.ndarray | None = None
 
     @property
     def original(self):
@@ -85,6 +89,7 @@ class PreparedModels:
     def reference(self) -> np.ndarray:
         """Float Keras outputs on the check images: what every export is compared with."""
         if self._reference is None:
+            assert self.check_images is not None, "check_images not set"
             self._reference = predict(self.original, self.check_images)
         return self._reference
 
@@ -97,6 +102,7 @@ class PreparedModels:
             self.say("folding batch norms into the convolutions")
             self._folded, report = fold_batchnorm(self.original)
             # Folding must not change the function: compare on the check images.
+            assert self.check_images is not None, "check_images not set"
             agreement = compare_outputs(self.reference, predict(self._folded, self.check_images))
             if agreement.max_abs_diff > FOLD_TOLERANCE:
                 raise CheckFailed(f"batch-norm folding changed the model's outputs by {agreement.max_abs_diff:.3g} "
@@ -113,6 +119,7 @@ class PreparedModels:
             folded = self.folded
             self.say("choosing int8 weights (bias correction, rounding)")
             start = time.perf_counter()
+            assert self.calibration is not None, "calibration not set"
             self._plan = plan_int8_weights(folded, self.calibration.array,
                                            bias_correction=self.options.bias_correction,
                                            rounding=self.options.rounding, progress=self.say)
@@ -138,6 +145,7 @@ class PreparedModels:
 
             model = self.snapped(keep)
             self.say("TFLite calibration")
+            assert self.calibration is not None, "calibration not set"
             self._tflite_calibrated[key] = tflite.calibrate(model, self.calibration.array)
         return self._tflite_calibrated[key]
 
@@ -175,10 +183,11 @@ def predict(model, images: np.ndarray) -> np.ndarray:
 def step_inputs(models: PreparedModels, fmt: str, precision: str, options: QuantizeConfig
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inputs recorded in the manifest, the part of them that is hashed into the cache key)."""
-    inputs = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
+    inputs: dict[str, Any] = {"model_sha256": models.keras_sha256, "format": fmt, "precision": precision,
               "tool": code_fingerprint("mnetdeploy.quantize.step"), "converters": converter_versions()}
     if precision not in CALIBRATED:
         return inputs, inputs
+    assert models.calibration is not None  # quantize.step loads it whenever a CALIBRATED precision is planned
     record = models.calibration.describe()
     settings = options.int8_settings(fmt)
     if precision == "dynamic":  # activations are quantized at run time: only the weight choices matter
@@ -220,6 +229,7 @@ def onnx_int8(models: PreparedModels, keep: tuple[str, ...] | list[str], method:
 
     source = models.onnx_snapped(keep)
     nodes = onnx_keep_float(source["proto"], models.snapped(keep), keep)
+    assert models.calibration is not None, "calibration not set"
     quantize_static_int8(source["path"], out, models.calibration.array, method, nodes)
 
 

@@ -20,7 +20,7 @@ Two corrections, per layer, from statistics of the layer's float input on the ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,11 +73,11 @@ class _Stats:
 
     def __init__(self, layer, want_cov: bool, rng: np.random.Generator):
         self.layer, self.kind, self.want_cov, self.rng = layer, layer.__class__.__name__, want_cov, rng
-        self.sum = None
+        self.sum: np.ndarray | None = None
         self.count = 0
-        self.m2 = None
+        self.m2: np.ndarray | None = None
         self.m2_count = 0
-        self.m2_sum = None
+        self.m2_sum: np.ndarray | None = None
 
     def add(self, x: np.ndarray) -> None:
         x = x.astype(np.float32)
@@ -129,10 +129,12 @@ class _Stats:
 
     def mean(self) -> np.ndarray:
         """Mean input per weight: (D,) for conv/dense kernels flattened to (D, out), (k*k, C) for depthwise."""
+        assert self.sum is not None, "no images were added"
         return self.sum / self.count
 
     def covariance(self, centered: bool) -> np.ndarray:
         """(D, D) shared by all output channels, or (C, k*k, k*k) for depthwise."""
+        assert self.m2 is not None and self.m2_sum is not None, "no sampled positions were added"
         m2 = self.m2 / self.m2_count
         if not centered:
             return m2
@@ -215,7 +217,7 @@ def _error_energy(e: np.ndarray, cov: np.ndarray) -> float:
 
 
 def snap_weights_int8(model, images: np.ndarray, *, bias_correction: bool = True, rounding: str = "adaptive",
-                      seed: int = 0, keep_float: tuple[str, ...] | set[str] = (),
+                      seed: int = 0, keep_float: Collection[str] = (),
                       progress: Callable[[str], None] | None = None):
     """A copy of `model` (batch norm already folded) whose conv/dense weights lie on the int8 grid, rounded
     and bias-corrected as configured; layers in `keep_float` keep their float weights. Returns
@@ -225,7 +227,7 @@ def snap_weights_int8(model, images: np.ndarray, *, bias_correction: bool = True
     return apply_int8_weights(model, report, keep_float), report
 
 
-def apply_int8_weights(model, report: SnapReport, keep_float: tuple[str, ...] | set[str] = ()):
+def apply_int8_weights(model, report: SnapReport, keep_float: Collection[str] = ()):
     """`model` with the weights chosen in `report`, except for the layers in `keep_float`. Each layer's
     choice depends only on its own float input, so leaving some layers in float does not change the others."""
     replace = {name: _setter(weights, add_bias) for name, (weights, add_bias) in report.weights.items()

@@ -30,7 +30,7 @@ import numpy as np
 
 from mnetdeploy import __version__
 from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
-from mnetdeploy.config import QuantizeConfig, validated
+from mnetdeploy.config import Format, Precision, QuantizeConfig, validated
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import artifact_name
 from mnetdeploy.fsutil import atomic_path, sha256_file, sha256_json, write_json
@@ -150,7 +150,7 @@ def validation_images(calibration, resolution: int, seed: int) -> tuple[np.ndarr
 
 # ------------------------------------------------------------------------------------------ the pipeline
 
-def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[str, str]], list[str]]:
+def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[Format, Precision]], list[str]]:
     """(format, precision) pairs to produce, and notes on requested pairs that are skipped."""
     jobs, notes = [], []
     for fmt in options.formats:
@@ -237,6 +237,7 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
         if max_drop is not None:
             from mnetdeploy.quantize.recovery import recover
 
+            assert eval_set is not None  # QuantizeConfig: max_drop needs eval_data
             result.recovery, replacements = recover(models, options, eval_set, max_drop, results, progress=say)
             for artifact in results:
                 if artifact.file in replacements:
@@ -254,6 +255,7 @@ def _produce(fmt: str, precision: str, models: PreparedModels, options: Quantize
     from mnetdeploy.export.validate import check_export
 
     artifact_dir = models.artifact_dir
+    assert models.check_images is not None  # set by quantize() before any export
     name = artifact_name(fmt, precision)
     inputs, key = step_inputs(models, fmt, precision, options)
     inputs_hash = sha256_json(key)
@@ -286,6 +288,8 @@ def decide_int8_graph(models: PreparedModels, options: QuantizeConfig, force: bo
     from mnetdeploy.export.validate import check_export
     from mnetdeploy.quantize.graph_choice import choose_int8_graph, target_identity
 
+    assert models.check_images is not None  # set by quantize() before any export
+    check_images = models.check_images
     inputs, key = step_inputs(models, "tflite", "int8", options)
     inputs = {**inputs, "target": target_identity()}
     key = {**key, "target": inputs["target"]}
@@ -299,7 +303,7 @@ def decide_int8_graph(models: PreparedModels, options: QuantizeConfig, force: bo
     with tempfile.TemporaryDirectory(prefix="mnetdeploy-graphs-") as work:
         decision = choose_int8_graph(
             make=lambda graph: tflite_int8(models, options.keep_float, options.io, graph),
-            check=lambda file: check_export(file, "int8", models.reference, models.check_images,
+            check=lambda file: check_export(file, "int8", models.reference, check_images,
                                             "model_int8.tflite").to_dict(),
             workdir=Path(work), graphs=INT8_GRAPHS, say=say)
     write_json(path, decision)
@@ -314,6 +318,7 @@ def _install(models: PreparedModels, options: QuantizeConfig, artifact: Artifact
     from mnetdeploy.export.validate import check_export
 
     path = models.artifact_dir / artifact.file
+    assert models.check_images is not None  # set by quantize() before any export
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
         agreement = check_export(tmp, "int8", models.reference, models.check_images, artifact.file)

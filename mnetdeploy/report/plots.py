@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnetdeploy.report.render import artifact_by_file, latency_rows, number, runtime_label, top1_by_file
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PRECISION_COLORS = {"fp32": "#1f77b4", "fp16": "#17becf", "bf16": "#8c564b", "dynamic": "#ff7f0e",
                     "int16x8": "#9467bd", "int8": "#2ca02c"}
@@ -22,7 +25,7 @@ MODEL_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"
                 "#bcbd22", "#7f7f7f"]
 
 
-def plot_style(salt: str) -> dict[str, Any]:
+def plot_style(salt: str) -> dict[RcKeyType, Any]:
     # A distinct hash salt per figure keeps the clip-path ids of several SVGs on one page from colliding.
     return {"svg.fonttype": "none", "svg.hashsalt": salt, "font.family": "DejaVu Sans", "font.size": 9,
             "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
@@ -34,7 +37,9 @@ def figure_svg(fig, description: str) -> str:
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
-    tag = re.match(r"<svg[^>]*>", text).group(0)
+    match = re.match(r"<svg[^>]*>", text)
+    assert match is not None  # text starts at "<svg" and matplotlib closes the tag
+    tag = match.group(0)
     width = re.search(r'width="([\d.]+)pt"', tag)
     max_px = float(width.group(1)) * 4 / 3 if width else 900
     # Fixed pt sizes out, the viewBox stays: the plot scales to the page width (and to paper when printed).

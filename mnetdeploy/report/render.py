@@ -155,7 +155,7 @@ def top1_by_file(report: dict) -> dict[str, dict]:
 
 def _references(rows: list[dict]) -> dict[str, dict]:
     """Per evaluated image set, the reference row: the one eval compared against, else Keras, else fp32."""
-    refs: dict[str, dict] = {}
+    refs: dict[str, tuple[int, dict]] = {}
     for r in rows:
         h = _data_hash(r)
         rank = (0 if r.get("reference") else 1 if r.get("format") == "keras"
@@ -563,7 +563,7 @@ def accuracy_warnings(report: dict) -> list[str]:
     the same images (model.keras, else an fp32 export: as the gate's max_accuracy_drop)."""
     out = []
     rows = accuracy_rows(report)
-    order = {"keras": 0, "tflite": 1, "onnx": 2}
+    order: dict[str | None, int] = {"keras": 0, "tflite": 1, "onnx": 2}
     for r in rows:
         top1 = number(r.get("top1"))
         if r.get("precision") == "fp32" or top1 is None:

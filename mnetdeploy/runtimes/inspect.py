@@ -117,10 +117,10 @@ def _delegated_op_indices(originals: list[dict], delegate_nodes: list[dict]) -> 
 
     A partition consumes tensors from outside and produces its outputs; the ops inside it are those reachable
     backwards from the partition's outputs without crossing its inputs."""
-    producer = {}
-    for i, node in enumerate(originals):
+    producer: dict[int, int] = {}
+    for index, node in enumerate(originals):
         for t in node["outputs"]:
-            producer[int(t)] = i
+            producer[int(t)] = index
     covered: set[int] = set()
     for d in delegate_nodes:
         boundary = {int(t) for t in d["inputs"]}
@@ -192,7 +192,7 @@ def _fallbacks(graph) -> dict[str, int]:
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    found = Counter()
+    found: Counter[str] = Counter()
     for n in graph.node:
         if n.op_type in ONNX_INT8_OPS | ONNX_CONVERT_OPS | ONNX_LAYOUT_OPS:
             continue

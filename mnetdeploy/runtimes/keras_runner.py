@@ -17,6 +17,7 @@ class KerasRunner(Runner):
         super().__init__(path or Path("<in-memory>"))
         if model is None:
             from mnetdeploy.arch.weights import load_keras_model
+            assert path is not None, "KerasRunner needs a path or a model"
             model = load_keras_model(path)
         self.model = model
         self.threads = None
