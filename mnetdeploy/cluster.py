@@ -62,6 +62,8 @@ def shipped_inputs(job_config: dict[str, Any]) -> dict[str, Any]:
     q, e = job_config["quantize"], job_config["eval"]
     calib = None
     if "int8" in q["precisions"] or "dynamic" in q["precisions"]:
+        directory: Path | None
+        first: int | None
         if q["calib"]:
             directory, first = Path(q["calib"]), None
         else:
