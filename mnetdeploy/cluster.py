@@ -107,16 +107,27 @@ def dask_executor(client: Any, retries: int = RETRIES) -> Executor:
 
 def land(result: dict[str, Any], target: Path) -> dict[str, Any]:
     """Put a point's packed artifact directory at `target` atomically, its records pointing at `target`."""
+    from mnetdeploy.artifacts import MANIFEST, file_record
+    from mnetdeploy.records import Manifest
+
     archive, worker_dirs = result.pop("archive"), result.pop("worker_dirs")
     with atomic_dir(target) as tmp:
         unpack(archive, tmp)
+        rewritten = set()
         for path in tmp.rglob("*"):
-            if path.suffix in _TEXT_RECORDS and path.is_file():
+            if path.suffix in _TEXT_RECORDS and path.is_file() and path.name != MANIFEST:
                 text = original = path.read_text()
                 for worker_dir in worker_dirs:   # longest first: the resolved path may contain the other
                     text = text.replace(worker_dir, str(target.resolve()))
                 if text != original:
                     path.write_text(text)
+                    rewritten.add(path.relative_to(tmp).as_posix())
+        # The manifest vouches for each output's bytes: re-record the files whose paths were rewritten.
+        manifest = Manifest.load(tmp / MANIFEST)
+        for step in manifest.steps.values():
+            for name in rewritten & set(step.outputs):
+                step.outputs[name] = file_record(tmp / name)
+        manifest.save(tmp / MANIFEST)
     return dict(result, artifact_dir=str(target))
 
 
