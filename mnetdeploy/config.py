@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -418,6 +419,12 @@ def one_line_error(error: ValidationError, source: str, text: str | None, root: 
     msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
     if not flag and isinstance(given, (str, int, float)) and "got" not in msg:
         msg = f"{msg} (got {given!r})"
+    section = _schema_at(loc, root or Config)
+    if section is not None and flags and any(d.rpartition(".")[0] == key for d in flags):
+        # A rule across several settings of a section the user set by flags: say it in flags.
+        for name in sorted(section.model_fields, key=len, reverse=True):
+            msg = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), msg)
+        return f"{msg}{more}" if source == "defaults" else f"{where}: {msg}{more}"
     return f"{where}: {key + ': ' if key else ''}{msg}{more}"
 
 
