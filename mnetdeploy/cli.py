@@ -503,7 +503,7 @@ def devices(adb_path, adb_server, as_json):
 @config_option("sweep.resolutions", "--res")
 @config_options("quantize.precisions", "sweep.formats", "bench.threads")
 @config_option("bench.devices", "--device", multiple=True)
-@config_options("eval.data", "eval.limit", "model.weights", "sweep.jobs", "sweep.cluster")
+@config_options("bench.pool", "eval.data", "eval.limit", "model.weights", "sweep.jobs", "sweep.cluster")
 @click.option("--executor", metavar="MODULE:FACTORY",
               help="Build/quantize on another engine: FACTORY(jobs) returns an executor (e.g. a Dask client.map "
                    "or Ray adapter; see `python -c 'import mnetdeploy.sweep as s; help(s)'`).")

@@ -262,10 +262,13 @@ class BenchConfig(DeviceSettings):
                                description="host, android[:SERIAL], adb-linux[:SERIAL] or ssh://[USER@]HOST[:PORT].")
     threads: list[Annotated[int, Field(ge=1, le=MAX_THREADS)]] = Field(  # type: ignore[assignment]
         default_factory=lambda: [1], min_length=1, description="Thread counts to benchmark.")
+    pool: bool = Field(False, description="Sweep: the devices are one pool of identical devices (same model and "
+                                          "SoC, checked) sharing the points, each point measured once; a device "
+                                          "that drops out leaves its points to the others.")
 
     def settings(self, device: str, threads: int) -> HostSettings | DeviceSettings:
         """The settings of one run: the step options every caller (bench, run, sweep) builds the same way."""
-        data = self.model_dump(exclude={"devices", "threads"})
+        data = self.model_dump(exclude={"devices", "threads", "pool"})
         if device == "host":
             return HostSettings(threads=threads, **{k: v for k, v in data.items() if k in HOST_FIELDS})
         return DeviceSettings(threads=threads, **data)

@@ -277,6 +277,92 @@ def measure_point(point: dict, grid: Grid, config: Config, device: str, locks: D
     return rows
 
 
+def pool_label(identities: dict[str, dict]) -> str:
+    """The name a pool's rows carry: its devices are one kind (model and SoC), checked here."""
+    kinds = {(i.get("kind"), i.get("model"), i.get("soc")) for i in identities.values()}
+    if len(kinds) != 1:
+        listing = "; ".join(f"{d}: {i.get('model')} ({i.get('soc')})" for d, i in identities.items())
+        raise UserError(f"bench.pool: the devices are not the same kind ({listing}); a pool shares the points "
+                        "between identical devices: list one kind, or drop bench.pool to measure on each")
+    kind, model, soc = kinds.pop()
+    return f"{kind} pool: {model or soc or 'device'}"
+
+
+def measure_on_pool(state: _State, keys: list[str], grid: Grid, configs: dict[str, Config],
+                    identities: dict[str, dict], locks: DeviceLocks, say: Say) -> dict[str, dict]:
+    """Spread the points over devices of one kind: each point is measured once, by whichever device is free
+    (one benchmark per device at a time). A device that stops answering is dropped (reported) and the point it
+    was measuring goes back to the others; when none is left, the last device's error is raised."""
+    import queue
+
+    from mnetdeploy.config import DeviceSettings
+    from mnetdeploy.devices import DeviceLost, device_identity
+
+    def answers(device: str, config: Config) -> bool:
+        settings = config.bench.settings(device, 1)
+        assert isinstance(settings, DeviceSettings)  # a pool holds devices, never the host
+        try:
+            device_identity(device, settings)
+            return True
+        except UserError:
+            return False
+
+    label = pool_label(identities)
+    todo: queue.Queue[str] = queue.Queue()
+    for key in keys:
+        todo.put(key)
+    report: dict[str, dict] = {d: {"points": 0, "status": "ok"} for d in grid.devices}
+    errors: list[BaseException] = []
+    busy = [0]                    # points being measured: one may come back from a device that drops out
+    guard = threading.Lock()
+
+    def work(device: str) -> None:
+        while True:
+            try:
+                key = todo.get(timeout=0.2)
+            except queue.Empty:
+                with guard:
+                    if busy[0] == 0 and todo.empty():
+                        return
+                continue
+            with guard:
+                busy[0] += 1
+            try:
+                if not measure(device, key):
+                    return
+            finally:
+                with guard:
+                    busy[0] -= 1
+
+    def measure(device: str, key: str) -> bool:
+        """Measure one point on `device`; False when the device dropped out (the point is queued again)."""
+        point = state.point(key)
+        assert point is not None  # keys are prepared points
+        try:
+            rows = measure_point(point, grid, configs[key], device, locks)
+        except UserError as e:
+            if not isinstance(e, DeviceLost) and answers(device, configs[key]):
+                raise   # the device is there: the model failed, not the device
+            report[device]["status"] = f"dropped: {e}"
+            say(f"{device} dropped out ({e}); its points go to the other devices")
+            todo.put(key)
+            errors.append(e)
+            return False
+        for row in rows:
+            row["measured_on"], row["device"] = device, label
+        state.add_measurements(key, label, rows, (label,))
+        report[device]["points"] += 1
+        say(f"benchmarked {key} on {device} ({label})")
+        return True
+
+    with cf.ThreadPoolExecutor(max_workers=len(grid.devices)) as pool:
+        for future in [pool.submit(work, d) for d in grid.devices]:
+            future.result()
+    if not todo.empty():
+        raise errors[-1] if errors else UserError(f"{label}: points left unmeasured")
+    return report
+
+
 # ------------------------------------------------------------------------------------------------- state
 
 def _now() -> str:
@@ -368,6 +454,11 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
     from mnetdeploy.devices import device_identities
 
     identities = device_identities(base.bench)
+    if base.bench.pool and len(grid.devices) > 1:
+        if "host" in grid.devices:
+            raise UserError("bench.pool: a pool shares points between identical devices; the host is not one of "
+                            "them: list only devices, or drop bench.pool")
+        pool_label(identities)   # not one kind: refused before anything is built
     settings = {point_key(c): point_settings(c, accuracy[0], identities) for c in configs}
     configs_by_key = {point_key(c): c for c in configs}
     budget = options.max_points if options.max_points is not None else len(configs)
@@ -404,9 +495,12 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
             state.add_measurements(key, device, rows, grid.devices)
             say(f"benchmarked {key} on {device}")
 
-    with cf.ThreadPoolExecutor(max_workers=len(grid.devices)) as pool:  # one thread per device, never more
-        for future in [pool.submit(bench_device, d) for d in grid.devices]:
-            future.result()
+    if base.bench.pool and len(grid.devices) > 1:
+        state.data["devices"] = measure_on_pool(state, to_measure, grid, configs_by_key, identities, locks, say)
+    else:
+        with cf.ThreadPoolExecutor(max_workers=len(grid.devices)) as pool:  # one thread per device, never more
+            for future in [pool.submit(bench_device, d) for d in grid.devices]:
+                future.result()
     bench_seconds = time.perf_counter() - start
 
     finished = [configs_by_key[k] for k in configs_by_key if fresh(k, "finished_at")]
@@ -432,7 +526,7 @@ def table_rows(state: dict, keys: list[str]) -> list[dict]:
             f = p["files"][m["precision"]]
             rows.append({"point": key, "file": f["file"], "format": Path(f["file"]).suffix.lstrip("."),
                          "alpha": p["alpha"], "resolution": p["resolution"], "precision": m["precision"],
-                         "threads": m["threads"], "device": m["device"],
+                         "threads": m["threads"], "device": m["device"], "measured_on": m.get("measured_on"),
                          "params": p["params"], "macs": p["macs"], "size_bytes": f["bytes"],
                          "p50_ms": m["p50_ms"], "p90_ms": m["p90_ms"], "top1": f.get("top1")})
     return rows

@@ -104,3 +104,47 @@ def test_sweep_benchmarks_on_an_adb_linux_board_from_the_config(adb_standin_arm6
     results = json.loads((Path(point["artifact_dir"]) / "results" / "bench.json").read_text())
     assert [r["device"] for r in results] == [f"adb-linux:{session.serial}"]
     assert results[0]["environment"]["machine"] == "aarch64"
+
+
+def pool_config(path: Path, sessions, **sweep) -> Path:
+    """Two stand-in phones, each behind its own adb server (android@HOST:PORT), as one pool."""
+    devices = [f"android@127.0.0.1:{s.env['ANDROID_ADB_SERVER_PORT']}" for s in sessions]
+    path.write_text(yaml.safe_dump({
+        "model": {"arch": "v1", "alpha": 0.25, "classes": 10},
+        "quantize": {"formats": ["tflite"], "precisions": ["fp32"], "num_calib": 4},
+        "bench": {"devices": devices, "pool": True, "benchmark_binary": str(STANDIN_BINARY), "runs": 3,
+                  "warmup": 1, "min_seconds": 0, "max_temp": 90},
+        "sweep": {"alphas": [0.25], "out": str(path.parent / "sweep"), **sweep},
+    }))
+    return path
+
+
+def test_a_pool_of_two_phones_on_two_adb_servers_shares_the_points(adb_standin_factory, tmp_path):
+    first, second = adb_standin_factory(arm64=True), adb_standin_factory(arm64=True)
+    config = pool_config(tmp_path / "pool.yaml", [first, second], resolutions=[96, 128, 160, 192])
+    result = invoke(first, "sweep", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    state = json.loads(result.stdout)
+    rows = state["rows"]
+    assert sorted(r["point"] for r in rows) == [f"v1_0.25_{r}_c10" for r in (128, 160, 192, 96)]  # each once
+    assert {r["device"] for r in rows} == {"android pool: Pixel 2"}
+    measured_on = {r["measured_on"] for r in rows}
+    assert measured_on <= {f"android@127.0.0.1:{s.env['ANDROID_ADB_SERVER_PORT']}" for s in (first, second)}
+    report = state["devices"]
+    assert sum(d["points"] for d in report.values()) == 4 and all(d["status"] == "ok" for d in report.values())
+
+
+def test_a_phone_that_drops_out_leaves_its_points_to_the_pool(adb_standin_factory, tmp_path):
+    steady = adb_standin_factory(arm64=True)
+    # Answers the identity check and the start of its first benchmark, then is unplugged mid-run.
+    flaky = adb_standin_factory(arm64=True, disappear_at_command=6)
+    config = pool_config(tmp_path / "pool.yaml", [steady, flaky], resolutions=[96, 128])
+    result = invoke(steady, "sweep", str(config), "--json")
+    assert result.exit_code == 0, result.output
+    state = json.loads(result.stdout)
+    assert sorted(r["point"] for r in state["rows"]) == ["v1_0.25_128_c10", "v1_0.25_96_c10"]
+    steady_label = f"android@127.0.0.1:{steady.env['ANDROID_ADB_SERVER_PORT']}"
+    flaky_label = f"android@127.0.0.1:{flaky.env['ANDROID_ADB_SERVER_PORT']}"
+    assert {r["measured_on"] for r in state["rows"]} == {steady_label}
+    assert state["devices"][flaky_label]["status"].startswith("dropped")
+    assert state["devices"][steady_label]["points"] == 2

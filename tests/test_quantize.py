@@ -106,8 +106,8 @@ def test_other_usage_errors_exit_2(model_dir, tmp_path, monkeypatch):
     cases = [
         (["--keep-float", "no_such_layer"], "--keep-float: no layer named 'no_such_layer'"),
         (["--max-drop", "1"], "--max-drop needs --eval-data"),
-        (["--formats", "tflite,coreml"], "--formats: unknown value 'coreml'"),
-        (["--precisions", "int4"], "--precisions: unknown value 'int4'"),
+        (["--formats", "tflite,coreml"], "--formats coreml: Input should be 'tflite' or 'onnx'"),
+        (["--precisions", "int4"], "--precisions int4: Input should be 'fp32', 'fp16', 'dynamic' or 'int8'"),
         (["--formats", "onnx", "--precisions", "dynamic"], "nothing to do"),
     ]
     for extra, message in cases:

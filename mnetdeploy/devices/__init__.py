@@ -57,6 +57,7 @@ class Target:
 
     kind: str                 # "android" | "adb-linux" | "ssh"
     serial: str | None = None
+    adb_server: str | None = None   # "android[:SERIAL]@HOST:PORT": a device on that (remote) adb server
     user: str | None = None
     host: str | None = None
     port: int | None = None
@@ -80,13 +81,18 @@ def parse_target(device: str) -> Target:
         if port is not None and not 0 < port < 65536:
             raise UserError(f"--device {device}: port {port} is out of range 1-65535")
         return Target("ssh", user=match["user"], host=match["host"].strip("[]"), port=port)
-    kind, sep, serial = device.partition(":")
+    name, at, server = device.partition("@")
+    kind, sep, serial = name.partition(":")
     if kind in ("android", "adb-linux"):
         if sep and not serial:
             raise UserError(f"--device {device}: empty serial; use --device {kind} or {kind}:SERIAL")
-        return Target(kind, serial=serial or None)
-    raise UserError(f"--device {device}: unknown device; use --device host, android[:SERIAL], adb-linux[:SERIAL] "
-                    "or ssh://[USER@]HOST[:PORT]")
+        if at:
+            from mnetdeploy.devices.adb import parse_server
+
+            parse_server(server)   # HOST:PORT, checked now
+        return Target(kind, serial=serial or None, adb_server=server or None)
+    raise UserError(f"--device {device}: unknown device; use --device host, android[:SERIAL][@HOST:PORT], "
+                    "adb-linux[:SERIAL][@HOST:PORT] or ssh://[USER@]HOST[:PORT]")
 
 
 def is_device_target(device: str) -> bool:

@@ -377,7 +377,7 @@ def open_transport(target: Target, settings: DeviceSettings) -> Transport:
     if settings.serial and target.serial and settings.serial not in (target.serial, from_environment):
         raise UserError(f"--serial {settings.serial} and --device {target.kind}:{target.serial} name different "
                         "devices; give one")
-    client = AdbClient(settings.adb, settings.adb_server)
+    client = AdbClient(settings.adb, target.adb_server or settings.adb_server)
     # The serial typed in --device wins over --serial / $ANDROID_SERIAL.
     entry = select_device(client, target.serial or settings.serial or from_environment)
     return AdbTransport(client, entry.serial, android=target.kind == "android")
