@@ -136,7 +136,9 @@ def test_a_pool_of_two_phones_on_two_adb_servers_shares_the_points(adb_standin_f
 
 def test_a_phone_that_drops_out_leaves_its_points_to_the_pool(adb_standin_factory, tmp_path):
     steady = adb_standin_factory(arm64=True)
-    # Answers the identity check and the start of its first benchmark, then is unplugged mid-run.
+    # Answers the identity check and the start of its first benchmark, then is unplugged mid-run. (The two
+    # stand-ins share one userland, so the lock the lost run leaves behind is in the steady one's way too: it is
+    # recognised as this process's ended run, not waited for.)
     flaky = adb_standin_factory(arm64=True, disappear_at_command=6)
     config = pool_config(tmp_path / "pool.yaml", [steady, flaky], resolutions=[96, 128])
     result = invoke(steady, "sweep", str(config), "--json")

@@ -474,8 +474,8 @@ class DeviceBenchmark:
         finally:
             if not lost and not cleaned:
                 self._cleanup(transport, run_dir)
-            if not lost and lock is not None:
-                lock.release()
+            if lock is not None:
+                lock.forget() if lost else lock.release()
             transport.close()
 
     def _waiting(self, message: str) -> None:

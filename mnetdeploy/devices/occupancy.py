@@ -99,6 +99,12 @@ def _pid_gone(pid: str) -> bool:
     return False
 
 
+# Tokens of the locks runs in this process hold now. A lock on a device naming this host and pid but a token
+# not held here was left by a run of this process that has ended (its device dropped out mid-run and came back,
+# or shares storage with another device): stale, though the pid is alive.
+_HELD_HERE: set[str] = set()
+
+
 class DeviceLock:
     """`<base>/lock` on one device (see the module docstring)."""
 
@@ -128,8 +134,10 @@ class DeviceLock:
     def _stale(self, owner: dict[str, str], now: int | None, ownerless_since: float | None) -> bool:
         if not owner:
             return ownerless_since is not None and time.monotonic() - ownerless_since >= OWNERLESS_STALE_SECONDS
-        if owner.get("host") == re.sub(r"[^A-Za-z0-9._-]", "_", self.host) and _pid_gone(owner.get("pid", "")):
-            return True
+        if owner.get("host") == re.sub(r"[^A-Za-z0-9._-]", "_", self.host):
+            pid = owner.get("pid", "")
+            if _pid_gone(pid) or (pid == str(os.getpid()) and owner.get("token") not in _HELD_HERE):
+                return True
         expires = owner.get("expires", "")
         return now is not None and expires.isdigit() and now > int(expires)
 
@@ -151,6 +159,7 @@ class DeviceLock:
             taken, owner, now, raw = self._try(int(expires_in) + 1)
             if taken:
                 self.held = True
+                _HELD_HERE.add(self.token)
                 return
             if not owner:
                 ownerless_since = ownerless_since or time.monotonic()
@@ -171,9 +180,15 @@ class DeviceLock:
                 told = who
             sleep(min(LOCK_POLL_SECONDS, max(0.05, timeout - waited)))
 
+    def forget(self) -> None:
+        """The run is over but its device is gone: nothing to remove there; the lock is no longer held here."""
+        _HELD_HERE.discard(self.token)
+        self.held = False
+
     def release(self) -> None:
         if not self.held:
             return
+        _HELD_HERE.discard(self.token)
         lock = quote(self.path)
         try:
             self.transport.shell(f"case \"$(cat {lock}/owner 2>/dev/null)\" in *\" token={self.token} \"*) "
