@@ -193,6 +193,21 @@ class EvalConfig(StrictModel):
                                                       "name.")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads for TFLite/ONNX "
                                                                          "(default: the runtime's choice).")
+    device: str = Field("host", description="Where the models run: host, android[:SERIAL], adb-linux[:SERIAL] or "
+                                            "ssh://[USER@]HOST[:PORT], reached with the bench device settings; "
+                                            "each model is also run here and compared.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from mnetdeploy.devices import parse_target
+
+        if v != "host":
+            try:
+                parse_target(v)
+            except UserError as e:
+                raise ValueError(str(e).split(": ", 1)[-1]) from None
+        return v
 
 
 class HostSettings(StrictModel):
