@@ -5,14 +5,19 @@ stand-in implements --input_layer_value_files and --output_filepath as LiteRT's 
 pretrained MobileNet v1 0.25/224 from ../shared, exported and int8-quantized by `mnetdeploy quantize` on the
 first 100 shared images (by name), evaluated on the next ones (--skip-first 100).
 
-Cost, measured on this 2-core machine under qemu: one benchmark_model invocation per image, ~1 s of start-up
-(Python and LiteRT under emulation) plus ~0.2 s (int8) / ~0.6 s (fp32) of inference. So the int8 model runs
-on the 100 images the issue names, the fp32 model and the runner path on 12.
+Cost, measured on this 2-core machine: the stand-in phone runs benchmark_model once per image, ~2.2 s each
+for the int8 model (Python, numpy and LiteRT starting under qemu, then one inference), more for fp32. The 100
+images the issue names took 230 s (303 s with the fixture's build and quantize): host 58.0 % top-1, phone
+58.0 %, raw int8 outputs bit-identical on 100 of 100. That is over this file's 3-minute budget, so by default
+the phone runs the int8 model on PHONE_IMAGES = 40 of those images, fp32 on 8; set
+MNETDEPLOY_DEVICE_EVAL_IMAGES=100 for the full run. The runner path (one process for all images) is cheap.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,7 @@ from mnetdeploy.cli import cli
 
 STANDIN_BINARY = Path(__file__).resolve().parent / "device_standin" / "benchmark_model_standin.py"
 CALIBRATION = 100      # the first 100 images by name calibrate; evaluation skips them
+PHONE_IMAGES = int(os.environ.get("MNETDEPLOY_DEVICE_EVAL_IMAGES", "40"))
 
 
 @pytest.fixture(scope="module")
@@ -68,28 +74,106 @@ def phone_eval(session, model: Path, limit: int, *extra: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------- the phone
 
-def test_int8_top1_on_the_standin_phone_next_to_the_host_on_100_images(adb_standin_arm64, v1):
+def test_int8_top1_on_the_standin_phone_next_to_the_host(adb_standin_arm64, v1):
     model = v1 / "model_int8.tflite"
-    host, phone = phone_eval(adb_standin_arm64, model, 100)
+    n = PHONE_IMAGES
+    host, phone = phone_eval(adb_standin_arm64, model, n)
     assert (host["device"], phone["device"]) == ("host", f"android:{adb_standin_arm64.serial}")
-    assert host["n"] == phone["n"] == 100 and host["data"]["hash"] == phone["data"]["hash"]
+    assert host["n"] == phone["n"] == n and host["data"]["hash"] == phone["data"]["hash"]
     assert host["data"]["first_file"] != sorted(p.name for p in IMAGENET_SAMPLE.glob("*.jpg"))[0]  # calibration skipped
     assert phone["environment"]["device"]["machine"] == "aarch64" and phone["environment"]["runtime"] == \
         "benchmark_model"
     assert phone["environment"]["host"]["cpu_features"]["arch"] == "x86_64"
     assert phone["identity"]["serial"] == adb_standin_arm64.serial
-    assert host["top1"] > 40 and phone["top1"] > 40   # a trained model: far above chance on any kernels
+    assert host["top1"] > 40 and phone["top1"] > 40   # a trained model: far above chance (0.1 %) on any kernels
     # aarch64 (XNNPACK's ARM int8 kernels under qemu) vs x86 (this host's): the same int8 model, compared exactly.
     versus = phone["versus_host"]
-    assert versus["images"] == 100 and versus["output_dtype"] == "int8"
-    print("int8 host top-1", host["top1"], "phone top-1", phone["top1"], "versus host", json.dumps(versus)[:600])
-    if versus["bit_equal"]:
-        assert versus["identical"] == 100 and versus["max_abs_diff_raw"] == 0 and versus["differing"] == []
-        assert phone["top1"] == host["top1"] and phone["top5"] == host["top5"] and phone["agreement_top1"] == 100
-    else:   # where and by how much they differ is the result itself
-        assert versus["differing"] and all(d["max_abs_diff_raw"] > 0 for d in versus["differing"])
-        assert versus["identical"] == 100 - min(len(versus["differing"]), 100) or len(versus["differing"]) == 20
+    assert versus["images"] == n and versus["output_dtype"] == "int8"
+    # Measured: bit-identical on all 100 images (XNNPACK's int8 kernels requantize exactly on both CPUs). A
+    # LiteRT change that breaks this must show up here, with the images where they differ.
+    assert versus["bit_equal"], versus["note"] + " " + json.dumps(versus["differing"][:3])
+    assert versus["identical"] == n and versus["max_abs_diff_raw"] == 0 and versus["differing"] == []
+    assert "bit-identical outputs on all" in versus["note"]
+    assert phone["top1"] == host["top1"] and phone["top5"] == host["top5"]
+    assert phone["agreement_top1"] == 100 and phone["cosine"] == pytest.approx(1.0, abs=1e-6)
     # kept with the model, next to the host's row, for the report and the gate
     stored = json.loads((v1 / "results" / "eval.json").read_text())
     assert {(r["model"], r["device"]) for r in stored} >= {("model_int8.tflite", "host"),
                                                             ("model_int8.tflite", phone["device"])}
+
+
+def test_fp32_on_the_phone_agrees_with_the_host_within_float_rounding(adb_standin_arm64, v1):
+    host, phone = phone_eval(adb_standin_arm64, v1 / "model_fp32.tflite", 8)
+    versus = phone["versus_host"]
+    assert phone["n"] == 8 and versus["output_dtype"] == "float32"
+    assert phone["agreement_top1"] == 100 and phone["top1"] == host["top1"]
+    # fp32 kernels differ per ISA (NEON vs AVX-512 XNNPACK microkernels sum in different orders). Measured: none
+    # of the 8 images bit-identical, at most 1.8e-6 apart in softmax probabilities, the same top-1 each time;
+    # recorded per image rather than assumed away.
+    assert versus["max_abs_diff"] < 1e-5 and phone["cosine"] > 0.999999
+    assert versus["identical"] + len(versus["differing"]) == 8
+    assert all(d["same_top1"] and 0 < d["max_abs_diff_raw"] < 1e-5 for d in versus["differing"])
+
+
+def test_a_linux_device_over_adb_runs_the_python_runner_and_matches_the_phone(adb_standin_arm64, v1):
+    # The same stand-in named adb-linux and given no benchmark binary: remote_runner.py's eval mode with the
+    # device's python3 and its aarch64 LiteRT, all images in one process.
+    result = eval_cli(adb_standin_arm64, str(v1 / "model_int8.tflite"), "--data", str(IMAGENET_SAMPLE),
+                      "--skip-first", str(CALIBRATION), "--limit", "40", "--device", "adb-linux", "--json")
+    assert result.exit_code == 0, result.output
+    host, board = json.loads(result.stdout)
+    assert board["device"] == f"adb-linux:{adb_standin_arm64.serial}" and board["environment"]["runtime"] == "litert"
+    assert board["environment"]["execution"]["machine"] == "aarch64"
+    assert board["environment"]["execution"]["runtime_package"] == "ai_edge_litert"
+    assert board["n"] == 40 and board["versus_host"]["bit_equal"] and board["top1"] == host["top1"]
+    stored = json.loads((v1 / "results" / "eval.json").read_text())
+    assert ("model_int8.tflite", board["device"]) in {(r["model"], r["device"]) for r in stored}
+    # nothing of the run is left on the device but the cached tool
+    runs = adb_standin_arm64.host_path("/data/local/tmp/mnetdeploy/runs")
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+def test_no_data_folder_is_one_line_exit_2_before_the_device_is_touched(adb_standin, tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3")
+    result = eval_cli(adb_standin, str(model), "--data", str(tmp_path / "absent"), "--device", "android",
+                      "--benchmark-binary", str(STANDIN_BINARY))
+    assert result.exit_code == 2 and "absent" in error_line(result)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert adb_standin.device.services_opened == []
+
+
+def test_onnx_on_android_is_one_line_exit_2(adb_standin, tmp_path):
+    model = tmp_path / "model_int8.onnx"
+    model.write_bytes(b"onnx")
+    result = eval_cli(adb_standin, str(model), "--data", str(IMAGENET_SAMPLE), "--device", "android",
+                      "--benchmark-binary", str(STANDIN_BINARY))
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "benchmark_model runs .tflite models, this is .onnx" in error_line(result)
+    assert adb_standin.device.services_opened == []
+
+
+VANISHING = """#!/bin/sh
+case "$*" in *--output_filepath=*) touch /data/local/tmp/vanish-now; sleep 30 ;; esac
+echo "usage: benchmark_model --graph=..."
+"""
+
+
+def test_device_gone_mid_eval_is_exit_1_and_nothing_is_stored(adb_standin_factory, v1, tmp_path):
+    session = adb_standin_factory(arm64=True, disappear_when_file="/data/local/tmp/vanish-now")
+    binary = tmp_path / "benchmark_model"
+    binary.write_text(VANISHING)
+    binary.chmod(0o755)
+    before = (v1 / "results" / "eval.json").read_text() if (v1 / "results" / "eval.json").is_file() else None
+    started = time.monotonic()
+    result = eval_cli(session, str(v1 / "model_int8.tflite"), "--data", str(IMAGENET_SAMPLE), "--skip-first",
+                      str(CALIBRATION), "--limit", "2", "--device", "android", "--benchmark-binary", str(binary))
+    assert time.monotonic() - started < 60
+    assert session.device.disappeared.is_set()
+    assert result.exit_code == 1, result.output
+    assert f"android:{session.serial}: the device stopped answering during the eval run" in error_line(result)
+    after = (v1 / "results" / "eval.json").read_text() if (v1 / "results" / "eval.json").is_file() else None
+    assert after == before
