@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -48,8 +49,21 @@ def v1(tmp_path_factory) -> Path:
                                 "--out", str(out), "--json"])
     assert built.exit_code == 0, built.output
     directory = Path(json.loads(built.stdout)["artifact_dir"])
+    # The int8 graph is pinned: `auto` picks by timing on this machine, and the graphs differ in arithmetic.
     quantized = runner.invoke(cli, ["quantize", str(directory), "--calib", str(calib), "--num-calib", "100",
-                                    "--formats", "tflite", "--precisions", "fp32,int8"])
+                                    "--formats", "tflite", "--precisions", "fp32,int8", "--int8-graph", "cpu"])
+    assert quantized.exit_code == 0, quantized.output
+    return directory
+
+
+@pytest.fixture(scope="module")
+def v1_integer_only(v1, tmp_path_factory) -> Path:
+    """The same model quantized with every op in int8 (`--int8-graph integer-only`)."""
+    directory = tmp_path_factory.mktemp("integer-only") / v1.name
+    shutil.copytree(v1, directory, ignore=shutil.ignore_patterns("results"))
+    quantized = CliRunner().invoke(cli, ["quantize", str(directory), "--calib", str(v1.parent / "calib"),
+                                         "--num-calib", "100", "--formats", "tflite", "--precisions", "fp32,int8",
+                                         "--int8-graph", "integer-only"])
     assert quantized.exit_code == 0, quantized.output
     return directory
 
@@ -89,8 +103,8 @@ def test_int8_top1_on_the_standin_phone_next_to_the_host(adb_standin_arm64, v1):
     # aarch64 (XNNPACK's ARM int8 kernels under qemu) vs x86 (this host's): the same int8 model, compared exactly.
     versus = phone["versus_host"]
     assert versus["images"] == n and versus["output_dtype"] == "int8"
-    # Measured: bit-identical on all 100 images (XNNPACK's int8 kernels requantize exactly on both CPUs). A
-    # LiteRT change that breaks this must show up here, with the images where they differ.
+    # Measured: bit-identical on all 100 images for this graph (`--int8-graph cpu`; the integer-only graph is
+    # not, see the next test). A LiteRT change that breaks this must show up here, with the images that differ.
     assert versus["bit_equal"], versus["note"] + " " + json.dumps(versus["differing"][:3])
     assert versus["identical"] == n and versus["max_abs_diff_raw"] == 0 and versus["differing"] == []
     assert "bit-identical outputs on all" in versus["note"]
@@ -115,7 +129,7 @@ def test_fp32_on_the_phone_agrees_with_the_host_within_float_rounding(adb_standi
     assert all(d["same_top1"] and 0 < d["max_abs_diff_raw"] < 1e-5 for d in versus["differing"])
 
 
-def test_a_linux_device_over_adb_runs_the_python_runner_and_matches_the_phone(adb_standin_arm64, v1):
+def test_a_linux_device_over_adb_runs_the_python_runner_report_and_gate(adb_standin_arm64, v1, tmp_path):
     # The same stand-in named adb-linux and given no benchmark binary: remote_runner.py's eval mode with the
     # device's python3 and its aarch64 LiteRT, all images in one process.
     result = eval_cli(adb_standin_arm64, str(v1 / "model_int8.tflite"), "--data", str(IMAGENET_SAMPLE),
@@ -125,12 +139,35 @@ def test_a_linux_device_over_adb_runs_the_python_runner_and_matches_the_phone(ad
     assert board["device"] == f"adb-linux:{adb_standin_arm64.serial}" and board["environment"]["runtime"] == "litert"
     assert board["environment"]["execution"]["machine"] == "aarch64"
     assert board["environment"]["execution"]["runtime_package"] == "ai_edge_litert"
-    assert board["n"] == 40 and board["versus_host"]["bit_equal"] and board["top1"] == host["top1"]
+    assert board["n"] == 40 and board["versus_host"]["bit_equal"], json.dumps(board["versus_host"])[:1500]
+    assert board["top1"] == host["top1"]
     stored = json.loads((v1 / "results" / "eval.json").read_text())
     assert ("model_int8.tflite", board["device"]) in {(r["model"], r["device"]) for r in stored}
     # nothing of the run is left on the device but the cached tool
     runs = adb_standin_arm64.host_path("/data/local/tmp/mnetdeploy/runs")
     assert not runs.exists() or not any(runs.iterdir())
+
+    # The report shows the board next to the host; the gate budgets the board against the host's float model.
+    keras = CliRunner().invoke(cli, ["eval", str(v1 / "model.keras"), "--data", str(IMAGENET_SAMPLE), "--skip-first",
+                                     str(CALIBRATION), "--limit", "40", "--json"])
+    assert keras.exit_code == 0, keras.output
+    float_top1 = json.loads(keras.stdout)[0]["top1"]
+    reported = CliRunner().invoke(cli, ["report", str(v1)])
+    assert reported.exit_code == 0, reported.output
+    text = (v1 / "report.md").read_text()
+    assert f"| model_int8.tflite | {board['device']} |" in text
+    assert f"model_int8.tflite on {board['device']}: top-1 {board['top1']:.2f} % (host {host['top1']:.2f} %)" in text
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("rules:\n"
+                       "  - {name: board drop, artifact: model_int8.tflite, device: adb-linux, max_accuracy_drop: 50}\n"
+                       "  - {name: board top1, artifact: model_int8.tflite, device: 'adb-linux:*', min_top1: 99}\n")
+    gated = CliRunner().invoke(cli, ["gate", str(v1), "--budgets", str(budgets), "--json"])
+    assert gated.exit_code == 1, gated.output
+    checks = {c["rule"]: c for c in json.loads(gated.stdout)["checks"] if c["details"].get("n") == 40}
+    assert checks["board drop"]["verdict"] == "pass" and checks["board top1"]["verdict"] == "fail"
+    assert checks["board drop"]["measured"] == pytest.approx(float_top1 - board["top1"])
+    assert checks["board drop"]["device"] == checks["board top1"]["device"] == board["device"]
+    assert checks["board top1"]["measured"] == board["top1"]
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -177,3 +214,21 @@ def test_device_gone_mid_eval_is_exit_1_and_nothing_is_stored(adb_standin_factor
     assert f"android:{session.serial}: the device stopped answering during the eval run" in error_line(result)
     after = (v1 / "results" / "eval.json").read_text() if (v1 / "results" / "eval.json").is_file() else None
     assert after == before
+
+
+def test_the_integer_only_graph_differs_by_one_step_on_two_images_and_says_where(adb_standin_arm64,
+                                                                                  v1_integer_only):
+    # Measured: with every op int8, the emulated Cortex-A72 (Armv8.0, no int8 dot product) and this AVX512-VNNI
+    # x86 host compute different raw outputs on 2 of these 40 images, by one int8 step, top-1 unchanged; the
+    # `cpu` graph of the same weights is bit-identical. Runs through the runner (the same aarch64 LiteRT as the
+    # stand-in's benchmark_model, one process: cheap).
+    result = eval_cli(adb_standin_arm64, str(v1_integer_only / "model_int8.tflite"), "--data", str(IMAGENET_SAMPLE),
+                      "--skip-first", str(CALIBRATION), "--limit", "40", "--device", "adb-linux", "--json")
+    assert result.exit_code == 0, result.output
+    host, board = json.loads(result.stdout)
+    versus = board["versus_host"]
+    assert not versus["bit_equal"] and versus["identical"] == 38 and versus["max_abs_diff_raw"] == 1
+    assert [d["file"] for d in versus["differing"]] == ["n02098413_Lhasa.jpg", "n02108089_boxer.jpg"]
+    assert all(d["same_top1"] for d in versus["differing"]) and board["top1"] == host["top1"]
+    assert board["agreement_top1"] == 100 and 0 < versus["max_abs_diff"] <= 1 / 255 + 1e-9
+    assert "differ on 2 of 40 images (max |diff| 1 in int8 output units)" in versus["note"]
