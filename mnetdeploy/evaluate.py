@@ -159,7 +159,7 @@ def decide_offset(model: str | Path, width: int, requested: str, labels_explicit
 
 class Tally:
     """Running top-1/top-5 hits and agreement/cosine with a reference, over outputs from any source: a host
-    runner (_ModelRun) or a device (devices/device_eval.py), so both are scored by the same code."""
+    runner (ModelRun) or a device (devices/device_eval.py), so both are scored by the same code."""
 
     def __init__(self, path: Path, fmt: str, precision: str, resolution: int):
         self.path, self.format, self.precision, self.resolution = path, fmt, precision, resolution
@@ -205,7 +205,7 @@ class Tally:
                           environment=environment)
 
 
-class _ModelRun(Tally):
+class ModelRun(Tally):
     """One model being evaluated on this machine: its runner and running totals."""
 
     def __init__(self, path: Path, threads: int | None, resolution: int | None):
@@ -313,7 +313,7 @@ def evaluate(models: list[str | Path], data_dir: str | Path, *, labels: str | Pa
 
     ref_path = Path(reference) if reference else (paths[0] if len(paths) > 1 else None)
     order = _unique([ref_path] + paths if ref_path else paths)
-    runs = {p.resolve(): _ModelRun(p, threads, resolution) for p in order}
+    runs = {p.resolve(): ModelRun(p, threads, resolution) for p in order}
     ref = runs[ref_path.resolve()] if ref_path else None
 
     loaded_paths: list[Path] = []
@@ -324,7 +324,7 @@ def evaluate(models: list[str | Path], data_dir: str | Path, *, labels: str | Pa
         for start in range(0, len(data.files), CHUNK):
             chunk = data.files[start:start + CHUNK]
             t0 = time.perf_counter()
-            arrays, ok, bad = _preprocess_chunk(chunk, resolutions)
+            arrays, ok, bad = preprocess_chunk(chunk, resolutions)
             prep_seconds += time.perf_counter() - t0
             loaded_paths += ok
             skipped += bad
@@ -361,7 +361,7 @@ def _unique(paths: list[Path]) -> list[Path]:
     return list(seen.values())
 
 
-def _preprocess_chunk(chunk: list[Path], resolutions: list[int]):
+def preprocess_chunk(chunk: list[Path], resolutions: list[int]):
     """{resolution -> array} of the readable images in `chunk`, each decoded once per resolution."""
     first = load_images(chunk, resolutions[0], min_ok=0, progress=False)
     arrays = {resolutions[0]: first.array}
@@ -370,7 +370,7 @@ def _preprocess_chunk(chunk: list[Path], resolutions: list[int]):
     return arrays, first.paths, first.skipped
 
 
-def _run_chunk(runs: dict[Path, _ModelRun], ref: _ModelRun | None, arrays: dict[int, np.ndarray],
+def _run_chunk(runs: dict[Path, ModelRun], ref: ModelRun | None, arrays: dict[int, np.ndarray],
                paths: list[Path], data: EvalData, requested: str, labels_explicit: bool) -> None:
     ref_classes = ref_outputs = None
     for run in runs.values():  # the reference comes first (see `order`)

@@ -115,7 +115,8 @@ class EvalStep(Step):
         from mnetdeploy.data import files_hash, find_images
 
         e = ctx.config.eval
-        return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))), "eval": e.model_dump(mode="json"),
+        return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))),
+                "eval": e.model_dump(mode="json", exclude={"device"}),   # always host here (preflight)
                 "data": files_hash(find_images(e.data))}
 
     def run(self, ctx: StepContext) -> StepRecord:
@@ -258,6 +259,9 @@ def preflight(config: Config) -> None:
         load_budgets(config.gate.budgets)  # a malformed budgets file is an error now, not after the benchmarks
     for device in config.bench.devices:
         check_device(device)
+    if config.eval.device != "host":
+        raise ConfigError(f"eval.device {config.eval.device}: `run` evaluates on the host; measure accuracy on the "
+                          "device with `mnetdeploy eval MODEL --device ...` (its result joins the report)")
 
 
 def _hashes(paths: list[Path]) -> dict[str, str]:

@@ -82,7 +82,7 @@ def evaluate_on_device(model: str | Path, data_dir: str | Path, device: str, set
                        labels: str | Path | None = None, label_offset: str = "auto", limit: int | None = None,
                        skip_first: int = 0, threads: int | None = None, progress: ProgressFn | None = None):
     """[the model on the host (the reference), the model on `device`] as EvalResults on the same images."""
-    from mnetdeploy.evaluate import (LABEL_OFFSETS, _ModelRun, _preprocess_chunk, CHUNK, Tally, data_record,
+    from mnetdeploy.evaluate import (LABEL_OFFSETS, ModelRun, preprocess_chunk, CHUNK, Tally, data_record,
                                      decide_offset, select_data)
     from mnetdeploy.runtimes import model_format
 
@@ -104,12 +104,12 @@ def evaluate_on_device(model: str | Path, data_dir: str | Path, device: str, set
     labels_explicit = labels is not None or data.csv_path is None or str(label_offset) != "auto"
 
     # The host: the reference outputs, and the exact input tensors the device will get.
-    host = _ModelRun(path, threads, None)
+    host = ModelRun(path, threads, None)
     inputs, raw_host, loaded, skipped, prep = [], [], [], [], 0.0
     say(progress, "running on the host")
     for start in range(0, len(data.files), CHUNK):
         t0 = time.perf_counter()
-        arrays, ok, bad = _preprocess_chunk(data.files[start:start + CHUNK], [host.resolution])
+        arrays, ok, bad = preprocess_chunk(data.files[start:start + CHUNK], [host.resolution])
         prep += time.perf_counter() - t0
         loaded += ok
         skipped += bad
