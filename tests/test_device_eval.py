@@ -26,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import IMAGENET_SAMPLE, PRETRAINED_V1, require
+from device_standin.sshd import ssh_board  # noqa: F401  (fixture)
 from mnetdeploy.cli import cli
 
 STANDIN_BINARY = Path(__file__).resolve().parent / "device_standin" / "benchmark_model_standin.py"
@@ -170,6 +171,16 @@ def test_a_linux_device_over_adb_runs_the_python_runner_report_and_gate(adb_stan
     assert checks["board top1"]["measured"] == board["top1"]
 
 
+def test_an_ssh_board_runs_the_runner_and_its_outputs_come_back_over_ssh(ssh_board, v1):  # noqa: F811
+    result = eval_cli(None, str(v1 / "model_int8.tflite"), "--data", str(IMAGENET_SAMPLE), "--skip-first",
+                      str(CALIBRATION), "--limit", "6", "--device", ssh_board.device, *ssh_board.cli_options(), "--json")
+    assert result.exit_code == 0, result.output
+    host, board = json.loads(result.stdout)
+    assert board["device"] == ssh_board.device and board["environment"]["transport"]["transport"] == "ssh"
+    assert board["environment"]["execution"]["machine"] == "aarch64"
+    assert board["n"] == 6 and board["versus_host"]["bit_equal"] and board["top1"] == host["top1"]
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 def test_no_data_folder_is_one_line_exit_2_before_the_device_is_touched(adb_standin, tmp_path):
@@ -232,3 +243,22 @@ def test_the_integer_only_graph_differs_by_one_step_on_two_images_and_says_where
     assert all(d["same_top1"] for d in versus["differing"]) and board["top1"] == host["top1"]
     assert board["agreement_top1"] == 100 and 0 < versus["max_abs_diff"] <= 1 / 255 + 1e-9
     assert "differ on 2 of 40 images (max |diff| 1 in int8 output units)" in versus["note"]
+
+
+OLD_BUILD = """#!/bin/sh
+# benchmark_model before TensorFlow 2.11: no --output_filepath; unknown flags only draw a warning.
+for a in "$@"; do case "$a" in --output_filepath=*) echo "WARNING: Unconsumed cmdline flags: $a" ;; esac; done
+echo "INFO: Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, Inference (avg): 1"
+"""
+
+
+def test_a_benchmark_model_without_output_filepath_is_a_clear_error(adb_standin_arm64, v1, tmp_path):
+    binary = tmp_path / "benchmark_model"
+    binary.write_text(OLD_BUILD)
+    binary.chmod(0o755)
+    result = eval_cli(adb_standin_arm64, str(v1 / "model_int8.tflite"), "--data", str(IMAGENET_SAMPLE),
+                      "--skip-first", str(CALIBRATION), "--limit", "2", "--device", "android",
+                      "--benchmark-binary", str(binary))
+    assert result.exit_code == 1, result.output
+    assert "benchmark_model wrote no --output_filepath file" in error_line(result)
+    assert "builds before TensorFlow 2.11 lack the flag" in error_line(result)
