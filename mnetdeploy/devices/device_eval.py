@@ -82,8 +82,8 @@ def evaluate_on_device(model: str | Path, data_dir: str | Path, device: str, set
                        labels: str | Path | None = None, label_offset: str = "auto", limit: int | None = None,
                        skip_first: int = 0, threads: int | None = None, progress: ProgressFn | None = None):
     """[the model on the host (the reference), the model on `device`] as EvalResults on the same images."""
-    from mnetdeploy.evaluate import (LABEL_OFFSETS, ModelRun, preprocess_chunk, CHUNK, Tally, data_record,
-                                     decide_offset, select_data)
+    from mnetdeploy.evaluate import (CHUNK, LABEL_OFFSETS, ModelRun, Tally, data_record, decide_offset,
+                                     preprocess_chunk, select_data)
     from mnetdeploy.runtimes import model_format
 
     path = Path(model)
