@@ -6,14 +6,15 @@
         artifact: "*_int8.tflite"   # glob on the artifact file name, default "*"
         format: tflite              # optional: keras | tflite | onnx
         precision: int8             # optional: fp32 | fp16 | dynamic | int8 | int16x8
-        device: host                # latency limits: the bench device (default host); see DEVICE SELECTORS
+        device: host                # where it ran (default host; see DEVICE SELECTORS): bench results for latency
+                                    # limits, `eval --device` results for accuracy limits
         threads: 1                  # latency limits: only results with this thread count (default: all)
         runtime: litert             # latency limits: optional, litert | onnxruntime | benchmark_model
         max_p50_ms: 12.0
         max_p90_ms: 20.0
         max_size: 4MB               # int bytes or "<number><unit>": B, KB=kB=1000, MB=1000^2, GB=1000^3,
                                     #                                KiB=1024, MiB=1024^2, GiB=1024^3
-        max_accuracy_drop: 1.5      # top-1 points below the fp32 reference of the same report
+        max_accuracy_drop: 1.5      # top-1 points below the fp32 reference (on the host) of the same report
         min_top1: 60.0              # top-1 percent
     regression:                     # used with `gate --baseline` (see mnetdeploy/gate.py)
       max_slowdown: 0.10

@@ -123,18 +123,42 @@ def info(target, as_json):
               help="Model to measure agreement against (default: the first MODEL when several are given).")
 @config_option("eval.threads")
 @click.option("--resolution", type=int, help="Input size, only for models whose input size is dynamic.")
+@config_option("eval.device", "--device")
+@config_options("bench.benchmark_binary", "bench.serial", "bench.adb", "bench.adb_server")
+@config_option("bench.ssh_options", "--ssh-option", multiple=True)
+@config_options("bench.run_timeout", "bench.lock_timeout")
 @click.option("--json", "as_json", is_flag=True, help="Print a list of results as JSON on stdout.")
 @click.pass_context
 def eval_(ctx, models, config_path, reference, resolution, as_json, **_options):
-    """Top-1/top-5 accuracy of Keras, TFLite or ONNX MODELs on labelled images, and their agreement."""
+    """Top-1/top-5 accuracy of Keras, TFLite or ONNX MODELs on labelled images, and their agreement.
+
+    \b
+    With --device, each .tflite (.onnx on Linux boards) runs there on the same preprocessed images and is
+    compared with itself on this host: top-1 side by side, agreement, cosine, bit-identical outputs
+    (see `pydoc mnetdeploy.devices.device_eval`)."""
     from mnetdeploy.evaluate import evaluate
     from mnetdeploy.report.console import eval_table, stdout_console
 
-    e = config_from_options(ctx, config_path).eval
+    cfg = config_from_options(ctx, config_path)
+    e = cfg.eval
     if e.data is None:
         raise click.UsageError("Missing option '--data' (labelled images; or eval.data in --config).")
-    results = evaluate(list(models), e.data, labels=e.labels, label_offset=e.label_offset, limit=e.limit,
-                       skip_first=e.skip_first, reference=reference, threads=e.threads, resolution=resolution)
+    if e.device != "host":
+        if reference or resolution:
+            raise UserError(f"--{'reference' if reference else 'resolution'}: not with --device, where each model "
+                            "is compared with itself on this host")
+        from mnetdeploy.devices.device_eval import evaluate_on_device
+        from mnetdeploy.report.console import progress, stderr_console
+
+        results = []
+        with progress(stderr_console(), "evaluating on the device") as say:
+            for model in models:
+                results += evaluate_on_device(model, e.data, e.device, cfg.bench.settings(e.device, e.threads or 1),
+                                              labels=e.labels, label_offset=e.label_offset, limit=e.limit,
+                                              skip_first=e.skip_first, threads=e.threads, progress=say)
+    else:
+        results = evaluate(list(models), e.data, labels=e.labels, label_offset=e.label_offset, limit=e.limit,
+                           skip_first=e.skip_first, reference=reference, threads=e.threads, resolution=resolution)
     # Models in artifact dirs keep their accuracy; a directory that cannot take it (read-only, full) must not
     # cost the finished evaluation: it is printed first, then the error.
     _, unstored = _store("eval", [r.to_dict() for r in results])
@@ -149,6 +173,9 @@ def eval_(ctx, models, config_path, reference, resolution, as_json, **_options):
               f"skip-first {data['skip_first']})  sha256 {data['hash'][:16]}  labels {data['labels']}")
     if data["skipped"]:
         con.print(f"warning: {data['skipped']} unreadable image(s) skipped, e.g. {data['skipped_files'][0]}")
+    for r in results:
+        if r.versus_host:
+            con.print(f"{Path(r.model).name}: {r.versus_host['note']}", soft_wrap=True, highlight=False)
     _raise_if(unstored)
 
 

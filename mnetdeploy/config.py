@@ -194,6 +194,18 @@ class EvalConfig(StrictModel):
                                                       "name.")
     threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="Inference threads for TFLite/ONNX "
                                                                          "(default: the runtime's choice).")
+    device: str = Field("host", description="Where the models run: host, android[:SERIAL], adb-linux[:SERIAL] or "
+                                            "ssh://[USER@]HOST[:PORT], reached with the bench device settings; "
+                                            "each model is also run here and compared.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        # The kind only: devices.parse_target checks the rest where the device is reached (no import cycle).
+        if v == "host" or v.startswith("ssh://") or v.partition(":")[0] in ("android", "adb-linux"):
+            return v
+        raise ValueError("unknown device; use host, android[:SERIAL], adb-linux[:SERIAL] or "
+                         "ssh://[USER@]HOST[:PORT]")
 
 
 class HostSettings(StrictModel):

@@ -56,6 +56,10 @@ class EvalResult:
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0           # loading + inference of this model (preprocessing is shared, see data)
     environment: dict[str, Any] = field(default_factory=dict)  # CPU, its int8 features, runtime settings
+    device: str = "host"           # where the model ran: host, android:SERIAL, adb-linux:SERIAL, ssh://...
+    # Device results only: the same model's outputs on the host vs the device's, per image (device_eval.py).
+    versus_host: dict[str, Any] | None = None
+    identity: dict[str, Any] | None = None   # who the device is (devices/identity.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,35 +165,18 @@ def decide_offset(model: str | Path, width: int, requested: str, labels_explicit
 
 # ----------------------------------------------------------------------------------------- per-model state
 
-class _ModelRun:
-    """One model being evaluated: its runner and running totals."""
+class Tally:
+    """Running top-1/top-5 hits and agreement/cosine with a reference, over outputs from any source: a host
+    runner (ModelRun) or a device (devices/device_eval.py), so both are scored by the same code."""
 
-    def __init__(self, path: Path, threads: int | None, resolution: int | None):
-        start = time.perf_counter()
-        self.path = path
-        self.format = model_format(path)
-        self.runner = _open(path, threads)
-        self.resolution = _model_resolution(path, self.runner, resolution)
-        self.precision = model_precision(path, self.runner)
-        self.seconds = time.perf_counter() - start
+    def __init__(self, path: Path, fmt: str, precision: str, resolution: int):
+        self.path, self.format, self.precision, self.resolution = path, fmt, precision, resolution
+        self.seconds = 0.0
         self.offset: int | None = None
         self.width = 0
         self.n = self.hits1 = self.hits5 = self.agree = 0
         self.cos_sum = 0.0
         self.cos_n = 0
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        try:
-            out = self.runner.predict(images)
-        except UserError:
-            raise
-        except Exception as e:
-            raise UserError(f"{self.path}: inference failed ({type(e).__name__}: {_first_line(e)}); is it an "
-                            "image classifier taking (1, H, W, 3) inputs?") from None
-        self.seconds += time.perf_counter() - start
-        out = np.asarray(out, dtype=np.float32).reshape(len(images), -1)
-        return out
 
     def score(self, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Count top-1/top-5 hits; return the predicted class ids (output index minus the label offset)."""
@@ -214,7 +201,8 @@ class _ModelRun:
             self.cos_sum += float(np.sum(num / np.maximum(den, 1e-12)))
             self.cos_n += len(mine)
 
-    def result(self, is_reference: bool, has_reference: bool, data: dict[str, Any]) -> EvalResult:
+    def result(self, is_reference: bool, has_reference: bool, data: dict[str, Any],
+               environment: dict[str, Any]) -> EvalResult:
         pct = lambda x: round(100.0 * x / self.n, 3) if self.n else 0.0  # noqa: E731
         compared = has_reference and not is_reference
         return EvalResult(model=str(self.path), format=self.format, precision=self.precision, n=self.n,
@@ -223,7 +211,37 @@ class _ModelRun:
                           cosine=round(self.cos_sum / self.cos_n, 6) if compared and self.cos_n else None,
                           reference=is_reference, outputs=self.width, label_offset=int(self.offset or 0),
                           resolution=self.resolution, data=data, seconds=round(self.seconds, 3),
-                          environment=eval_environment(self.runner))
+                          environment=environment)
+
+
+class ModelRun(Tally):
+    """One model being evaluated on this machine: its runner and running totals."""
+
+    def __init__(self, path: Path, threads: int | None, resolution: int | None):
+        start = time.perf_counter()
+        runner = _open(path, threads)
+        super().__init__(path, model_format(path), model_precision(path, runner),
+                         _model_resolution(path, runner, resolution))
+        self.runner = runner
+        self.seconds = time.perf_counter() - start
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            out = self.runner.predict(images)
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"{self.path}: inference failed ({type(e).__name__}: {_first_line(e)}); is it an "
+                            "image classifier taking (1, H, W, 3) inputs?") from None
+        self.seconds += time.perf_counter() - start
+        out = np.asarray(out, dtype=np.float32).reshape(len(images), -1)
+        return out
+
+    def result(self, is_reference: bool, has_reference: bool, data: dict[str, Any],
+               environment: dict[str, Any] | None = None) -> EvalResult:
+        return super().result(is_reference, has_reference, data,
+                              eval_environment(self.runner) if environment is None else environment)
 
 
 def eval_environment(runner: Runner) -> dict[str, Any]:
@@ -304,7 +322,7 @@ def evaluate(models: Sequence[str | Path], data_dir: str | Path, *, labels: str 
 
     ref_path = Path(reference) if reference else (paths[0] if len(paths) > 1 else None)
     order = _unique([ref_path] + paths if ref_path else paths)
-    runs = {p.resolve(): _ModelRun(p, threads, resolution) for p in order}
+    runs = {p.resolve(): ModelRun(p, threads, resolution) for p in order}
     ref = runs[ref_path.resolve()] if ref_path else None
 
     loaded_paths: list[Path] = []
@@ -315,7 +333,7 @@ def evaluate(models: Sequence[str | Path], data_dir: str | Path, *, labels: str 
         for start in range(0, len(data.files), CHUNK):
             chunk = data.files[start:start + CHUNK]
             t0 = time.perf_counter()
-            arrays, ok, bad = _preprocess_chunk(chunk, resolutions)
+            arrays, ok, bad = preprocess_chunk(chunk, resolutions)
             prep_seconds += time.perf_counter() - t0
             loaded_paths += ok
             skipped += bad
@@ -323,19 +341,25 @@ def evaluate(models: Sequence[str | Path], data_dir: str | Path, *, labels: str 
                 _run_chunk(runs, ref, arrays, ok, data, requested, labels_explicit)
             for _ in chunk:
                 advance()
-    if not loaded_paths:
+    record = data_record(data, loaded_paths, skipped, prep_seconds)
+    return [run.result(is_reference=run is ref, has_reference=ref is not None, data=record)
+            for run in runs.values()]
+
+
+def data_record(data: EvalData, loaded: list[Path], skipped: list[tuple[Path, str]], prep_seconds: float
+                ) -> dict[str, Any]:
+    """What was evaluated: its hash keys results (host and device alike) and pairs them in the gate."""
+    if not loaded:
         raise UserError(f"{data.directory}: none of the {len(data.files)} selected images could be read "
                         f"(e.g. {skipped[0][0].name}: {skipped[0][1]}); check the files")
-    data_record = {
-        "dir": str(data.directory), "count": len(loaded_paths), "hash": files_hash(loaded_paths),
+    return {
+        "dir": str(data.directory), "count": len(loaded), "hash": files_hash(loaded),
         "skip_first": data.skip_first, "limit": data.limit, "skipped": len(skipped),
         "skipped_files": [str(p.relative_to(data.directory)) for p, _ in skipped[:20]],
-        "first_file": loaded_paths[0].relative_to(data.directory).as_posix(),
-        "last_file": loaded_paths[-1].relative_to(data.directory).as_posix(),
+        "first_file": loaded[0].relative_to(data.directory).as_posix(),
+        "last_file": loaded[-1].relative_to(data.directory).as_posix(),
         "labels": data.labels_source, "preprocess_seconds": round(prep_seconds, 3),
     }
-    return [run.result(is_reference=run is ref, has_reference=ref is not None, data=data_record)
-            for run in runs.values()]
 
 
 def _unique(paths: list[Path]) -> list[Path]:
@@ -346,7 +370,7 @@ def _unique(paths: list[Path]) -> list[Path]:
     return list(seen.values())
 
 
-def _preprocess_chunk(chunk: list[Path], resolutions: list[int]):
+def preprocess_chunk(chunk: list[Path], resolutions: list[int]):
     """{resolution -> array} of the readable images in `chunk`, each decoded once per resolution."""
     first = load_images(chunk, resolutions[0], min_ok=0, progress=False)
     arrays = {resolutions[0]: first.array}
@@ -355,7 +379,7 @@ def _preprocess_chunk(chunk: list[Path], resolutions: list[int]):
     return arrays, first.paths, first.skipped
 
 
-def _run_chunk(runs: dict[Path, _ModelRun], ref: _ModelRun | None, arrays: dict[int, np.ndarray],
+def _run_chunk(runs: dict[Path, ModelRun], ref: ModelRun | None, arrays: dict[int, np.ndarray],
                paths: list[Path], data: EvalData, requested: str, labels_explicit: bool) -> None:
     ref_classes = ref_outputs = None
     for run in runs.values():  # the reference comes first (see `order`)
@@ -375,7 +399,7 @@ def _run_chunk(runs: dict[Path, _ModelRun], ref: _ModelRun | None, arrays: dict[
             run.compare(classes, outputs, ref_classes, ref_outputs, ref.offset)
 
 
-def _check_label_range(run: _ModelRun, labels: np.ndarray, data: EvalData) -> None:
+def _check_label_range(run: Tally, labels: np.ndarray, data: EvalData) -> None:
     if labels.size and (labels.max() >= run.width or labels.min() < 0):
         raise UserError(f"{run.path}: label index {int(labels.max())} from {data.labels_source} does not fit "
                         f"its {run.width} outputs (label offset {run.offset}); check --labels / --label-offset")

@@ -121,7 +121,7 @@ class Check:
         """The JUnit test case name: "artifact device threads=N: budget" (size/accuracy: "artifact: budget")."""
         where = self.artifact
         if self.device is not None:
-            where += f" {self.device} threads={self.threads}"
+            where += f" {self.device}" + (f" threads={self.threads}" if self.kind != "accuracy" else "")
             if self.xnnpack is False:
                 where += " no-xnnpack"
         if self.kind == "accuracy" and self.details.get("data_hash"):
@@ -385,29 +385,42 @@ def fp32_reference(evals: list[dict[str, Any]], data_hash: str | None) -> dict[s
 
 
 def _accuracy_checks(rule: Rule, report: Report, artifacts: list[dict[str, Any]], where: str) -> list[Check]:
+    """min_top1 / max_accuracy_drop on the eval results measured where the rule's `device:` says (host by
+    default; a device's come from `eval --device`). The drop is always against the float model on the host:
+    what the deployment loses, wherever that happens."""
     evals = report.list("accuracy")
+    host_evals = [e for e in evals if (e.get("device") or "host") == "host"]
     checks = []
     for artifact in artifacts:
-        mine = [e for e in evals if e.get("model") == artifact["file"]]
+        mine = [e for e in evals if e.get("model") == artifact["file"] and rule.matches_device(e.get("device"))]
         if not mine:
+            if rule.device != "host":
+                model = shlex.quote(str(Path(report.directory) / artifact["file"]))
+                device = rule.device if not any(c in rule.device for c in "*?[") else "DEVICE"
+                raise UserError(f"{where}: needs the accuracy of {artifact['file']} on device {rule.device} but "
+                                f"{report.path} has none; run `mnetdeploy eval {model} --device "
+                                f"{shlex.quote(device)} --data DIR` then `mnetdeploy report "
+                                f"{shlex.quote(report.directory)}`")
             raise UserError(f"{where}: needs the accuracy of {artifact['file']} but {report.path} has none; "
                             f"{_EVAL_HINT.format(dir=report.directory)}")
         for record in mine:
             data_hash = (record.get("data") or {}).get("hash")
             details = {"data_hash": data_hash, "n": record.get("n"), "precision": record.get("precision")}
+            measured_on: str | None = record.get("device") if (record.get("device") or "host") != "host" else None
             if rule.min_top1 is not None:
                 top1 = float(record["top1"])
                 margin = top1 - rule.min_top1
                 checks.append(Check("accuracy", "min_top1", rule.title, report.name, artifact["file"], top1,
                                     rule.min_top1, "percent", "pass" if top1 >= rule.min_top1 else "fail", margin,
-                                    100.0 * margin / rule.min_top1 if rule.min_top1 else None, details=dict(details)))
+                                    100.0 * margin / rule.min_top1 if rule.min_top1 else None, details=dict(details),
+                                    device=measured_on))
             if rule.max_accuracy_drop is not None:
-                reference = fp32_reference(evals, data_hash)
+                reference = fp32_reference(host_evals, data_hash)
                 if reference is None:
                     raise UserError(f"{where}: max_accuracy_drop of {artifact['file']} needs an fp32 reference "
                                     f"(model.keras or an fp32 export) evaluated on the same images, but "
                                     f"{report.path} has none; {_EVAL_HINT.format(dir=report.directory)}")
-                if reference.get("model") == artifact["file"]:
+                if reference is record:
                     continue  # the reference against itself: a drop of 0 by definition
                 drop = float(reference["top1"]) - float(record["top1"])
                 margin, pct = _max_margin(drop, rule.max_accuracy_drop) if rule.max_accuracy_drop else \
@@ -416,7 +429,7 @@ def _accuracy_checks(rule: Rule, report: Report, artifacts: list[dict[str, Any]]
                                     drop, rule.max_accuracy_drop, "points",
                                     "pass" if drop <= rule.max_accuracy_drop else "fail", margin, pct,
                                     details=dict(details, top1=float(record["top1"]), reference=reference["model"],
-                                                 reference_top1=float(reference["top1"]))))
+                                                 reference_top1=float(reference["top1"])), device=measured_on))
     if rule.max_accuracy_drop is not None and not any(c.budget == "max_accuracy_drop" for c in checks):
         raise UserError(f"{where}: max_accuracy_drop selects only the fp32 reference in {report.name} "
                         f"({', '.join(a['file'] for a in artifacts)}); select the quantized artifacts")

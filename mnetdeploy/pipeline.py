@@ -118,7 +118,8 @@ class EvalStep(Step):
 
         e = ctx.config.eval
         assert e.data is not None  # not skipped: eval.data is set
-        return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))), "eval": e.model_dump(mode="json"),
+        return {"models": _hashes(ctx.models((".keras", ".tflite", ".onnx"))),
+                "eval": e.model_dump(mode="json", exclude={"device"}),   # always host here (preflight)
                 "data": files_hash(find_images(e.data))}
 
     def run(self, ctx: StepContext) -> StepRecord:
@@ -269,6 +270,9 @@ def preflight(config: Config) -> None:
         load_budgets(config.gate.budgets)  # a malformed budgets file is an error now, not after the benchmarks
     for device in config.bench.devices:
         check_device(device)
+    if config.eval.device != "host":
+        raise ConfigError(f"eval.device {config.eval.device}: `run` evaluates on the host; measure accuracy on the "
+                          "device with `mnetdeploy eval MODEL --device ...` (its result joins the report)")
 
 
 def _hashes(paths: list[Path]) -> dict[str, str]:

@@ -20,7 +20,7 @@ RESULTS_DIR = "results"
 # What identifies one measurement of each kind: a newer record with the same key replaces the older one.
 KEYS = {
     "bench": lambda r: (Path(r["model"]).name, r.get("device"), r.get("runtime"), r.get("threads"), r.get("xnnpack")),
-    "eval": lambda r: (Path(r["model"]).name, r.get("data", {}).get("hash")),
+    "eval": lambda r: (Path(r["model"]).name, r.get("data", {}).get("hash"), r.get("device") or "host"),
 }
 
 

@@ -171,6 +171,10 @@ class Transport:
     def push(self, local: Path, remote: str, timeout: float) -> None:
         raise NotImplementedError
 
+    def pull(self, remote: str, local: Path, timeout: float) -> None:
+        """Copy the device's file `remote` to `local` (written whole or not at all)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections the transport keeps open (ssh's master connection)."""
 

@@ -223,6 +223,17 @@ class AdbTransport(Transport):
             raise self._failure(completed, f"push of {Path(local).name}")
         raise UserError(f"{self.label}: pushing {local} to {remote} failed ({last_words(said)})", exit_code=1)
 
+    def pull(self, remote: str, local: Path, timeout: float) -> None:
+        partial = Path(f"{local}.partial")
+        completed = self._client(["pull", remote, str(partial)], timeout, f"pull of {remote.rsplit('/', 1)[-1]}")
+        said = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
+        if completed.returncode != 0 or "error:" in said or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            if _LOST.search(said) or not said.strip():
+                raise self._failure(completed, f"pull of {remote}")
+            raise UserError(f"{self.label}: pulling {remote} failed ({last_words(said)})", exit_code=1)
+        partial.replace(local)
+
     def describe(self) -> dict:
         return {"label": self.label, "transport": "adb", "serial": self.serial, "adb": self.client.path,
                 "adb_server": self.client.server}

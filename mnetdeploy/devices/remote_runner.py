@@ -15,6 +15,11 @@ model and copying the output out. Inputs are seeded random tensors prepared befo
 collector is off during the timed loops. Peak memory is VmHWM of /proc/self/status (getrusage's ru_maxrss where
 /proc is not mounted, said in `peak_rss_source`).
 
+Eval mode (`mnetdeploy eval --device`, devices/device_eval.py): `--eval-inputs in.npy --eval-outputs out.npy`
+runs the model once per image of in.npy (already in the model's input type: quantized on the host) and saves
+the raw outputs (in the model's output type) stacked in out.npy; no timing loop. The result line then holds
+the facts and the image count.
+
 Prints exactly one line on stdout, `__MNETDEPLOY_RESULT__ {json}`, with the samples and facts, or
 `__MNETDEPLOY_RESULT__ {"error": "...", "setup": false}` and exit status 3 when the model cannot be loaded or run
 (`"setup": true` and status 4 when the board lacks a runtime or numpy).
@@ -285,6 +290,47 @@ def measure(args):
     }
 
 
+def evaluate(args):
+    """Every image of --eval-inputs through the model, one at a time (the host runs it so too); raw outputs."""
+    try:
+        import numpy as np
+    except ImportError as exc:
+        raise SetupError(f"no numpy for the board's python3 ({exc}): pip install numpy") from None
+    inputs = np.load(args.eval_inputs)
+    if args.model.endswith(".onnx"):
+        ort = import_onnxruntime()
+        package, version = "onnxruntime", ort.__version__
+        session, _ = load_onnx(ort, args.model, args.threads)
+        name = session.get_inputs()[0].name
+
+        def run(x):
+            return session.run(None, {name: x})[0]
+        execution = {"providers": list(session.get_providers()), "session_config": onnx_session_config()}
+    else:
+        module, package, version = import_litert()
+        interpreter, _ = load_litert(module, package, version, args.model, args.threads, args.xnnpack)
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+        def run(x):
+            interpreter.set_tensor(inp["index"], x)
+            interpreter.invoke()
+            return interpreter.get_tensor(out["index"])
+        execution = litert_execution(interpreter)
+    outputs = []
+    for i in range(len(inputs)):
+        try:
+            outputs.append(np.array(run(inputs[i:i + 1])))
+        except Exception as exc:
+            raise RunnerError(f"{package} failed to run the model on image {i}: {str(exc).strip()}") from None
+    partial = args.eval_outputs + ".partial"
+    with open(partial, "wb") as f:   # np.save on a name would append .npy
+        np.save(f, np.concatenate(outputs, axis=0))
+    os.replace(partial, args.eval_outputs)
+    return {"images": len(outputs), "runtime_package": package, "runtime_version": version,
+            "numpy_version": np.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "execution": execution}
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description="mnetdeploy's benchmark runner for Linux boards")
     parser.add_argument("--model", required=True)
@@ -295,9 +341,11 @@ def main(argv):
     parser.add_argument("--no-xnnpack", dest="xnnpack", action="store_false")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpus", default="", help="comma-separated CPUs to pin to (when taskset is missing)")
+    parser.add_argument("--eval-inputs", help="eval mode: .npy of inputs in the model's input type")
+    parser.add_argument("--eval-outputs", help="eval mode: where the .npy of raw outputs goes")
     args = parser.parse_args(argv)
     try:
-        emit(measure(args))
+        emit(evaluate(args) if args.eval_inputs else measure(args))
     except RunnerError as exc:
         emit({"error": str(exc), "setup": isinstance(exc, SetupError)})
         return 4 if isinstance(exc, SetupError) else 3

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mnetdeploy.devices import (
+    EXIT_MARKER,
     DeviceLost,
     DeviceSettings,
     ShellResult,
@@ -128,6 +129,19 @@ class SshTransport(Transport):
                                 f"free space in {self.base_dir} and re-run", exit_code=EXIT_USAGE)
             raise UserError(f"{self.label}: copying {local} to {remote} failed ({said})", exit_code=1)
 
+    def pull(self, remote: str, local: Path, timeout: float) -> None:
+        # `cat` with the exit status on stderr: stdout carries the file's bytes untouched.
+        command = f"cat {quote(remote)}; echo {EXIT_MARKER}$? >&2"
+        completed = self._client(self._shell_argv(command), timeout, f"copy of {remote}")
+        status, stderr = split_exit_marker(completed.stderr.decode("utf-8", "replace"))
+        if status is None:
+            raise self._failure(completed, f"copy of {remote}")
+        if status != 0:
+            raise UserError(f"{self.label}: copying {remote} back failed ({last_words(stderr)})", exit_code=1)
+        partial = Path(f"{local}.partial")
+        partial.write_bytes(completed.stdout)
+        partial.replace(local)
+
     def _exit_argv(self) -> list[str]:
         return [*self._base_argv(), "-O", "exit", "--", self.destination]
 
@@ -168,9 +182,9 @@ def runner_command(runner: str, model: str, settings: DeviceSettings, taskset: s
     return f"taskset {taskset} {command}" if taskset else command
 
 
-def parse_runner_output(result: ShellResult, label: str) -> dict[str, Any]:
+def parse_runner_output(result: ShellResult, label: str, samples: bool = True) -> dict[str, Any]:
     """The runner's JSON; BenchmarkFailed quoting the board when it failed, UserError (exit 2) when the board
-    lacks a runtime."""
+    lacks a runtime. `samples=False`: an eval run's, which measures nothing."""
     payload = None
     for line in result.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -189,6 +203,8 @@ def parse_runner_output(result: ShellResult, label: str) -> dict[str, Any]:
     if result.status != 0:
         raise BenchmarkFailed(f"{label}: the runner printed a result but exited with status {result.status} "
                               f"({last_words(result.stderr)}); not trusted, no result was recorded")
+    if not samples:
+        return payload
     samples = payload.get("samples_ms")
     if not isinstance(samples, list) or not samples or not all(isinstance(x, (int, float)) and x > 0
                                                                for x in samples):

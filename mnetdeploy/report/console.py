@@ -169,11 +169,14 @@ def pipeline_table(steps) -> Table:
 def eval_table(results) -> Table:
     """One row per evaluated model: accuracy and agreement with the reference."""
     table = Table(title="accuracy", header_style="bold")
-    for col in ("model", "format", "precision", "n", "top-1 %", "top-5 %", "agree top-1 %", "cosine", "offset",
-                "seconds"):
-        table.add_column(col, justify="left" if col in ("model", "format", "precision") else "right")
+    devices = any(r.device != "host" for r in results)   # device evals: host and device rows side by side
+    columns = ("model", *(("device",) if devices else ()), "format", "precision", "n", "top-1 %", "top-5 %",
+               "agree top-1 %", "cosine", "offset", "seconds")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "device", "format", "precision") else "right")
     for r in results:
         agree = "reference" if r.reference else ("-" if r.agreement_top1 is None else f"{r.agreement_top1:.2f}")
-        table.add_row(r.model, r.format, r.precision, str(r.n), f"{r.top1:.2f}", f"{r.top5:.2f}", agree,
-                      "-" if r.cosine is None else f"{r.cosine:.5f}", str(r.label_offset), f"{r.seconds:.1f}")
+        table.add_row(r.model, *((r.device,) if devices else ()), r.format, r.precision, str(r.n), f"{r.top1:.2f}",
+                      f"{r.top5:.2f}", agree, "-" if r.cosine is None else f"{r.cosine:.5f}", str(r.label_offset),
+                      f"{r.seconds:.1f}")
     return table

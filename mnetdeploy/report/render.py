@@ -143,10 +143,14 @@ def _data_hash(r: dict) -> str:
     return str((r.get("data") or {}).get("hash") or "")
 
 
+def on_host(r: dict) -> bool:
+    return (r.get("device") or "host") == "host"
+
+
 def top1_by_file(report: dict) -> dict[str, dict]:
-    """Per model file, its accuracy record on the largest evaluated image set (the most trustworthy one)."""
+    """Per model file, its host accuracy record on the largest evaluated image set (the most trustworthy one)."""
     best: dict[str, dict] = {}
-    for r in accuracy_rows(report):
+    for r in filter(on_host, accuracy_rows(report)):
         name = str(r["model"])
         if number(r.get("top1")) is not None and (name not in best or (r.get("n") or 0) > (best[name].get("n") or 0)):
             best[name] = r
@@ -156,7 +160,7 @@ def top1_by_file(report: dict) -> dict[str, dict]:
 def _references(rows: list[dict]) -> dict[str, dict]:
     """Per evaluated image set, the reference row: the one eval compared against, else Keras, else fp32."""
     refs: dict[str, tuple[int, dict]] = {}
-    for r in rows:
+    for r in filter(on_host, rows):   # a device row compares with the host, never serves as the reference
         h = _data_hash(r)
         rank = (0 if r.get("reference") else 1 if r.get("format") == "keras"
                 else 2 if r.get("precision") == "fp32" else 9)
@@ -363,6 +367,7 @@ def accuracy_section(report: dict) -> Section:
     refs = _references(rows)
     hashes = sorted({_data_hash(r) for r in rows})
     several = len(hashes) > 1
+    devices = not all(map(on_host, rows))
     table_rows = []
     for r in rows:
         ref = refs.get(_data_hash(r))
@@ -373,16 +378,19 @@ def accuracy_section(report: dict) -> Section:
             ref_top1 = number(ref.get("top1")) if ref else None
             delta = DASH if top1 is None or ref_top1 is None else f"{top1 - ref_top1:+.2f}"
             agree = fmt(r.get("agreement_top1"), 2, " %")
-        row = [r["model"], r.get("precision", DASH), fmt_int(r.get("n")), fmt(r.get("top1"), 2, " %"),
-               fmt(r.get("top5"), 2, " %"), delta, agree, fmt(r.get("cosine"), 5)]
+        row = [r["model"], *([r.get("device") or "host"] if devices else []), r.get("precision", DASH),
+               fmt_int(r.get("n")), fmt(r.get("top1"), 2, " %"), fmt(r.get("top5"), 2, " %"), delta, agree,
+               fmt(r.get("cosine"), 5)]
         if several:
             row.append(short_hash(_data_hash(r), 8))
         table_rows.append(row)
-    columns = [("model", False), ("precision", False), ("n", True), ("top-1", True), ("top-5", True),
-               ("Δ top-1 vs ref (pt)", True), ("top-1 agreement", True), ("cosine", True)]
+    columns = [("model", False), *([("device", False)] if devices else []), ("precision", False), ("n", True),
+               ("top-1", True), ("top-5", True), ("Δ top-1 vs ref (pt)", True), ("top-1 agreement", True),
+               ("cosine", True)]
     if several:
         columns.append(("data", False))
     notes = [_data_note(r) for r in {_data_hash(r): r for r in rows}.values()]
+    notes += [_device_note(r, rows) for r in rows if not on_host(r)]
     smallest = min(rows, key=lambda r: r.get("n") or 0)
     interval = wilson_interval(smallest.get("top1"), smallest.get("n"))
     if interval is not None and interval[1] - interval[0] >= 2.0:
@@ -390,6 +398,18 @@ def accuracy_section(report: dict) -> Section:
                      f"{smallest['model']} means anything from {interval[0]:.1f} to {interval[1]:.1f} % (95 % "
                      "Wilson interval); evaluate more images before trusting differences of a few points.")
     return Section("accuracy", "Accuracy", make_table(columns, table_rows), notes=notes)
+
+
+def _device_note(r: dict, rows: list[dict]) -> str:
+    """A device's row next to the same model on the host: top-1 side by side, and how exactly they agree."""
+    host = next((x for x in rows if on_host(x) and x.get("model") == r.get("model")
+                 and _data_hash(x) == _data_hash(r)), None)
+    side = f" (host {fmt(host.get('top1'), 2, ' %')})" if host else ""
+    versus = r.get("versus_host") or {}
+    exact = f"; {versus['note']}" if versus.get("note") else ""
+    return (f"{r['model']} on {r.get('device')}: top-1 {fmt(r.get('top1'), 2, ' %')}{side} on the same "
+            f"{fmt_int(r.get('n'))} images; agreement and cosine of device rows are against the same model on "
+            f"the host{exact}.")
 
 
 def _data_note(r: dict) -> str:
@@ -569,10 +589,12 @@ def accuracy_warnings(report: dict) -> list[str]:
         if r.get("precision") == "fp32" or top1 is None:
             continue
         refs = sorted((x for x in rows if x.get("precision") == "fp32" and _data_hash(x) == _data_hash(r)
-                       and number(x.get("top1")) is not None), key=lambda x: order.get(x.get("format"), 3))
+                       and on_host(x) and number(x.get("top1")) is not None),
+                      key=lambda x: order.get(x.get("format"), 3))
         if refs and refs[0]["top1"] - top1 >= ACCURACY_DROP_WARNING:
             ref = refs[0]
-            out.append(f"{r['model']}: top-1 {top1:.1f} % is {ref['top1'] - top1:.1f} points below "
+            where = "" if on_host(r) else f" on {r.get('device')}"
+            out.append(f"{r['model']}{where}: top-1 {top1:.1f} % is {ref['top1'] - top1:.1f} points below "
                        f"{ref['model']} ({ref['top1']:.1f} %) on the same {r.get('n', '?')} images: quantization "
                        "lost accuracy (try `mnetdeploy quantize --max-drop POINTS --eval-data DIR`, or more or "
                        "better calibration images)")

@@ -21,6 +21,14 @@ What it imitates, and how faithfully:
   cannot be loaded, tensors cannot be allocated, an inference fails, or a GPU/NNAPI delegate is asked for and its
   driver library (libOpenCL.so, libneuralnetworks.so) cannot be loaded (the stand-in phone has neither).
 
+- inputs from files and outputs to a file, as benchmark_tflite_model.cc does them: `--input_layer=a,b`,
+  `--input_layer_shape=1,224,224,3:1,20` (one shape per name, else an ERROR; a tensor named differently from the
+  flag gets the real WARN; the input is resized to the shape), `--input_layer_value_files=a:FILE,...` (name and
+  file split at the first ':' not doubled, '::' standing for ':'; a name missing from --input_layer and a file
+  whose size is not the tensor's bytes are FATAL, i.e. killed by SIGABRT, exit status 134), the file's bytes
+  fed before every run; `--output_filepath=FILE`: after the last run, the raw bytes of every output tensor in
+  output order (nothing written when the file cannot be opened, as the real OutputSaver);
+
 What it cannot imitate: per-operator profiling (the Python interpreter API exposes no op profiler, so
 `--enable_op_profiling=true` prints a WARNING and no table); memory figures come from getrusage's peak RSS of the
 process, which under qemu-user includes the emulator itself. It also prints one line the real tool does not,
@@ -55,6 +63,10 @@ FLAGS = {
     "enable_op_profiling": (bool, False),
     "report_peak_memory_footprint": (bool, False),
     "verbose": (bool, False),
+    "input_layer": (str, ""),
+    "input_layer_shape": (str, ""),
+    "input_layer_value_files": (str, ""),
+    "output_filepath": (str, ""),
 }
 
 # How the real tool names each flag when it logs the parameter values.
@@ -150,6 +162,82 @@ class Stat:
             text += (f" p5={self.percentile(5)} median={sorted(values)[len(values) // 2]}"
                      f" p95={self.percentile(95)}")
         return text
+
+
+def fatal(message: str) -> None:
+    """TFLITE_LOG(FATAL): the message, then abort (the shell sees status 134)."""
+    log("FATAL", message)
+    os._exit(134)
+
+
+def split_name_and_file(item: str) -> tuple[str, str]:
+    """SplitInputLayerNameAndValueFile: the first ':' not doubled splits; '::' stands for ':'."""
+    delim, i = -1, 0
+    while i < len(item) - 1:
+        if item[i] == ":":
+            if item[i + 1] == ":":
+                i += 1
+            elif delim == -1:
+                delim = i
+            else:
+                raise BenchmarkError(f"{item} contains more than one delimiter.",
+                                     f"Wrong input value file item specified: {item}")
+        i += 1
+    if delim == -1:
+        raise BenchmarkError(f"{item} doesn't contain any delimiter.", f"Wrong input value file item specified: {item}")
+    return item[:delim].replace("::", ":"), item[delim + 1:].replace("::", ":")
+
+
+def input_layers(params: dict) -> list[dict]:
+    """PopulateInputLayerInfo: [{name, shape, file}] from --input_layer, --input_layer_shape and value files."""
+    names = params["input_layer"].split(",") if params["input_layer"] else []
+    shapes = params["input_layer_shape"].split(":") if params["input_layer_shape"] else []
+    if len(names) != len(shapes):
+        raise BenchmarkError(f"The number of items in --input_layer_shape ({params['input_layer_shape']}, with "
+                             f"{len(shapes)} items) must match the number of items in --input_layer "
+                             f"({params['input_layer']}, with {len(names)} items). For example "
+                             "--input_layer=input1,input2 --input_layer_shape=1,224,224,4:1,20")
+    layers = []
+    for name, shape in zip(names, shapes):
+        try:
+            dims = [int(d) for d in shape.split(",")]
+        except ValueError:
+            fatal(f"Incorrect size string specified: {shape}")
+        if -1 in dims:
+            raise BenchmarkError("Any unknown sizes in the shapes (-1's) must be replaced with the size you want "
+                                 "to benchmark with.")
+        layers.append({"name": name, "shape": dims, "file": None})
+    files = params["input_layer_value_files"].split(",") if params["input_layer_value_files"] else []
+    for item in files:
+        name, path = split_name_and_file(item)
+        match = [layer for layer in layers if layer["name"] == name]
+        if not match:
+            fatal(f"Cannot find the corresponding input_layer name({name}) in --input_layer as "
+                  f"{params['input_layer']}")
+        match[0]["file"] = path
+    return layers
+
+
+def read_value_file(path: str, nbytes: int):
+    """LoadInputTensorData for a non-string tensor: the file's bytes, which must be the tensor's size."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        fatal(f"Failed to read the input_layer_value_file:{path}")
+    if len(data) != nbytes:
+        fatal(f"The size of {path} is {len(data)} bytes. It should be {nbytes} bytes.")
+    return data
+
+
+def save_outputs(interpreter, path: str) -> None:
+    """OutputSaver: every output tensor's raw bytes, in output order; silently nothing if it cannot open."""
+    try:
+        with open(path, "wb") as f:
+            for detail in interpreter.get_output_details():
+                f.write(interpreter.get_tensor(detail["index"]).tobytes())
+    except OSError:
+        pass
 
 
 def peak_rss_mb() -> float:
@@ -254,6 +342,18 @@ def benchmark(argv: list[str]) -> None:
     except ValueError as exc:
         raise BenchmarkError(str(exc).strip(), f"Failed to mmap model {graph}") from None
     nodes_before = interpreter._interpreter.NumNodes()
+    layers = input_layers(params)
+    details = interpreter.get_input_details()
+    if layers and len(layers) != len(details):
+        fatal(f"Check failed: inputs_.size() == runner_inputs.size() ({len(layers)} vs. {len(details)})"
+              f"Inputs mismatch: Model inputs #:{len(layers)} expected: {len(details)}")
+    for layer, detail in zip(layers, details):
+        if layer["name"] != detail["name"]:
+            log("WARN", f"Tensor # {detail['index']} is named {detail['name']} but flags call it {layer['name']}")
+        if len(layer["shape"]) != len(detail["shape"]):
+            raise BenchmarkError(f"Input tensor #{detail['index']} should have {len(detail['shape'])} dimensions!")
+    for layer, detail in zip(layers, details):
+        interpreter.resize_tensor_input(detail["index"], layer["shape"])
     try:
         interpreter.allocate_tensors()
     except RuntimeError as exc:
@@ -267,6 +367,12 @@ def benchmark(argv: list[str]) -> None:
     log("INFO", f"The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
     log("INFO", f"Initialized session in {init_us / 1000.0:g}ms.")
     fill_inputs(interpreter)
+    for layer, detail in zip(layers, interpreter.get_input_details()):
+        if layer["file"]:
+            import numpy as np
+            nbytes = int(np.prod(detail["shape"])) * np.dtype(detail["dtype"]).itemsize
+            data = np.frombuffer(read_value_file(layer["file"], nbytes), dtype=detail["dtype"])
+            interpreter.set_tensor(detail["index"], data.reshape(detail["shape"]))
 
     percentiles = os.environ.get("BENCHMARK_STANDIN_PERCENTILES", "1") != "0"
     warmup = run_phase(interpreter, params["warmup_runs"], params["warmup_min_secs"], params["max_secs"])
@@ -278,6 +384,8 @@ def benchmark(argv: list[str]) -> None:
     if not measured.values:
         raise BenchmarkError("No measured runs completed within --max_secs")
 
+    if params["output_filepath"]:
+        save_outputs(interpreter, params["output_filepath"])
     first = warmup.values[0] if warmup.values else measured.values[0]
     log("INFO", f"Inference timings in us: Init: {init_us}, First inference: {first}, "
                 f"Warmup (avg): {warmup.avg:g}, Inference (avg): {measured.avg:g}")
