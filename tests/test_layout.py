@@ -58,6 +58,20 @@ def test_every_config_setting_has_a_flag_and_every_setting_flag_is_a_config_key(
     assert not missing, f"config settings no command can set: {sorted(missing)}"
 
 
+def test_value_lists_are_declared_once():
+    from typing import get_args
+
+    from mnetdeploy.arch.tables import FAMILIES
+    from mnetdeploy.config import Arch
+    from mnetdeploy.export import PRECISIONS
+    from mnetdeploy.export.int8_graph import GRAPH_CHOICES, INT8_GRAPHS
+    from mnetdeploy.quantize.onnx_static import CALIBRATION_METHODS
+
+    assert get_args(Arch) == tuple(FAMILIES)               # the schema's names are the tables' names
+    assert PRECISIONS == ("fp32", "fp16", "dynamic", "int8") and CALIBRATION_METHODS[0] == "minmax"
+    assert GRAPH_CHOICES == ("auto", *INT8_GRAPHS)
+
+
 def test_device_and_quantize_settings_reach_the_config():
     keys = _leaf_keys()
     for key in ("bench.benchmark_binary", "bench.serial", "bench.adb_server", "bench.trials", "bench.cpu_mask",

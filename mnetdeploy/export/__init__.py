@@ -10,8 +10,10 @@ Heavy libraries are imported inside functions.
 
 from __future__ import annotations
 
+from mnetdeploy.config import PRECISIONS as CONFIG_PRECISIONS
+
 EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+PRECISIONS = CONFIG_PRECISIONS   # declared once, in the config schema
 
 
 def artifact_name(fmt: str, precision: str) -> str:

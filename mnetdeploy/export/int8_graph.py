@@ -34,8 +34,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-INT8_GRAPHS = ("integer-only", "float-islands", "cpu")   # concrete graphs, most int8 first
-GRAPH_CHOICES = ("auto", *INT8_GRAPHS)                   # what a user may ask for
+from mnetdeploy.config import INT8_GRAPH_CHOICES
+
+INT8_GRAPHS = tuple(g for g in INT8_GRAPH_CHOICES if g != "auto")   # concrete graphs, most int8 first
+GRAPH_CHOICES = INT8_GRAPH_CHOICES                     # what a user may ask for (the config schema)
 
 NO_XNNPACK_INT8_KERNEL = frozenset({"HARD_SWISH", "SOFTMAX"})
 IMAGE_CHANNELS = 4           # a conv with at most this many input channels convolves the image

@@ -18,10 +18,11 @@ from collections.abc import Collection, Iterable
 
 import numpy as np
 
+from mnetdeploy.config import IO_TYPES as CONFIG_IO_TYPES
 from mnetdeploy.errors import UserError
 from mnetdeploy.quiet import quiet_native_output
 
-IO_TYPES = ("float", "int8", "uint8")
+IO_TYPES = CONFIG_IO_TYPES   # declared once, in the config schema
 FLOAT_PRECISIONS = ("fp32", "fp16", "dynamic")
 
 

@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mnetdeploy.config import ONNX_CALIBRATIONS
 from mnetdeploy.errors import UserError
 from mnetdeploy.export.onnx import INPUT_NAME
 from mnetdeploy.quiet import quiet_native_output
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_METHODS = ONNX_CALIBRATIONS   # declared once, in the config schema
 
 
 @contextlib.contextmanager

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mnetdeploy.arch.graph import clone_layer, inbound, rebuild
+from mnetdeploy.config import ROUNDINGS
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
 INT8_MAX = 127
-ROUNDING_MODES = ("nearest", "adaptive")
+ROUNDING_MODES = ROUNDINGS   # declared once, in the config schema
 POSITIONS_PER_IMAGE = 256    # sampled output positions per image for the input covariance (means use all)
 MIN_SAMPLES_PER_DIM = 4      # fewer covariance samples per weight than this: round to nearest instead
                              # (a rank-deficient covariance would let errors grow in unseen directions)
