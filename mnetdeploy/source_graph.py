@@ -101,6 +101,17 @@ def code_fingerprint(*roots: str) -> str:
     return digest.hexdigest()
 
 
+def private_imports() -> list[str]:
+    """`module <- other.name` for every private name (one leading underscore) imported from another module."""
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE:
+                found += [f"{name} <- {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    return sorted(set(found))
+
+
 def cycles(graph: dict[str, frozenset[str]] | None = None) -> list[list[str]]:
     """Import cycles: strongly connected groups of more than one module (Tarjan's algorithm). A package's
     __init__ re-exporting its own submodules is not counted (Python handles that order by design)."""

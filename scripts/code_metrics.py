@@ -7,23 +7,12 @@ The import graph is mnetdeploy.source_graph's (every import, module level or ins
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mnetdeploy.source_graph import cycles, modules  # noqa: E402
-
-
-def private_imports() -> list[str]:
-    found = []
-    for name, path in modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mnetdeploy"):
-                found += [f"{name} <- {node.module}.{a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")]
-    return sorted(set(found))
+from mnetdeploy.source_graph import cycles, modules, private_imports  # noqa: E402
 
 
 def main() -> None:
