@@ -443,12 +443,21 @@ def run(config, force, as_json):
                 "quantize.onnx_calib", "quantize.int8_graph", "quantize.bias_correction", "quantize.rounding")
 @config_option("quantize.keep_float", "--keep-float", multiple=True)
 @config_options("quantize.analyze", "quantize.max_drop", "quantize.eval_data")
+@config_option("output", "--out", help="A Keras model file is adopted into OUT/NAME (default: artifacts/<file "
+                                       "stem>).")
+@config_option("name", help="Artifact directory name for an adopted Keras model file (default: its file stem).")
 @click.option("--force", is_flag=True, help="Reconvert even when the inputs are unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_context
 def quantize(ctx, model_or_dir, config_path, force, as_json, **_options):
-    """Export MODEL_OR_DIR (an artifact directory; default: the default build) to TFLite and ONNX, fp32 and
-    int8 by default, each checked against the float Keras model. Exit 1 when a check or --max-drop fails."""
+    """Export MODEL_OR_DIR to TFLite and ONNX, fp32 and int8 by default, each checked against the float Keras
+    model. Exit 1 when a check or --max-drop fails.
+
+    \b
+    MODEL_OR_DIR: an artifact directory (default: the default build), or your own Keras model file
+    (.keras, or a Keras 2 .h5), e.g. a fine-tuned MobileNet with its own head: it is adopted into an
+    artifact directory (--out/--name; params and MACs per layer read from its graph) and quantized there.
+    It needs one fixed square RGB input and one (batch, classes) output."""
     from mnetdeploy.quantize import quantize as run_quantize
     from mnetdeploy.quantize.console import (
         analysis_table,
@@ -457,12 +466,18 @@ def quantize(ctx, model_or_dir, config_path, force, as_json, **_options):
         preparation_lines,
         recovery_table,
     )
+    from mnetdeploy.quantize.step import adopted_target
     from mnetdeploy.report.console import progress, stderr_console, stdout_console
 
-    options = config_from_options(ctx, config_path).quantize
+    cfg = config_from_options(ctx, config_path)
+    options = cfg.quantize
+    given = [flag for flag, key in (("--out", "output"), ("--name", "name")) if ctx.params.get(key) is not None]
+    if given and adopted_target(model_or_dir) is None:
+        raise UserError(f"{'/'.join(given)}: name where a Keras model file is adopted; MODEL_OR_DIR is not one "
+                        "(an artifact directory is quantized where it is)")
     err = stderr_console()
     with progress(err, "quantizing") as say:
-        result = run_quantize(model_or_dir, options, force=force, progress=say)
+        result = run_quantize(model_or_dir, options, force=force, progress=say, output=cfg.output, name=cfg.name)
     data = result.to_dict()
     for warning in result.warnings:
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)

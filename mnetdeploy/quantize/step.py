@@ -165,11 +165,25 @@ def plan_jobs(options: QuantizeConfig) -> tuple[list[tuple[Format, Precision]], 
     return jobs, notes
 
 
+def adopted_target(target: str | Path | None) -> Path | None:
+    """`target` when it is a Keras model file of the user's own (not the model.keras of an artifact
+    directory), which quantize first adopts into an artifact directory (adopt.py)."""
+    from mnetdeploy.adopt import is_model_file
+
+    if target is None:
+        return None
+    path = Path(target)
+    if not is_model_file(path) or (path.name == KERAS_MODEL and (path.parent / SUMMARY).is_file()):
+        return None
+    return path
+
+
 def quantize(target: str | Path | None = None, options: QuantizeConfig | None = None, *,
              calibration=None, force: bool = False, progress: Callable[[str], None] | None = None,
-             **values: Any) -> QuantizeResult:
+             output: str | Path = "artifacts", name: str | None = None, **values: Any) -> QuantizeResult:
     """Export and quantize the model in `target` (artifact directory or a file in it; None: the default
-    build) with `options` (config.QuantizeConfig), or options made from `values` (its field names: calib,
+    build; a Keras model file of your own: adopted first into `output`/`name`, default artifacts/<stem>/)
+    with `options` (config.QuantizeConfig), or options made from `values` (its field names: calib,
     num_calib, precisions, ...). `calibration` (a data.CalibrationSet) overrides calib/num_calib/seed."""
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
@@ -179,10 +193,21 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
         raise TypeError("quantize: pass options or values, not both")
     calib_dir, num_calib, seed = options.calib, options.num_calib, options.seed
     analyze, eval_data, max_drop = options.analyze, options.eval_data, options.max_drop
+    jobs, notes = plan_jobs(options)
+    own = adopted_target(target)
+    if own is not None:
+        from mnetdeploy.adopt import adopt
+
+        adopted = adopt(own, output, name, force=force, progress=say)
+        target = adopted.artifact_dir
+        s = adopted.summary
+        what = "custom model" if s["arch"] == "custom" else f"MobileNet {s['arch']} alpha {s['alpha']:g}"
+        notes.append(f"{'reused the adoption of' if adopted.reused else 'adopted'} {own} into {target} "
+                     f"({what}, {s['resolution']}x{s['resolution']}, {s['classes']} classes, {s['params']:,} "
+                     f"params, {s['macs']:,} MACs)")
     artifact_dir = resolve_artifact_dir(target)
     summary = ModelSummary.load(artifact_dir / SUMMARY)
     resolution = summary.resolution
-    jobs, notes = plan_jobs(options)
     needs_int8 = any(p in CALIBRATED for _, p in jobs) or analyze or max_drop is not None
     if options.keep_float and not any(p == "int8" for _, p in jobs):
         raise UserError("keep_float applies to int8 models, and no int8 model is made here")
@@ -274,7 +299,7 @@ def _produce(fmt: str, precision: str, models: PreparedModels, options: Quantize
         record_step(artifact_dir, f"quantize:{name}", inputs, inputs_hash, [name], time.perf_counter() - t0)
     return ArtifactResult(file=name, format=fmt, precision=precision, bytes=path.stat().st_size,
                           sha256=sha256_file(path), reused=reused, seconds=round(time.perf_counter() - t0, 3),
-                          check=agreement.to_dict(), io=_io_of(path),
+                          check=agreement.to_dict(), io=io_of(path),
                           keep_float=sorted(options.keep_float) if precision == "int8" else [])
 
 
@@ -337,7 +362,7 @@ def _calibration_record(calibration) -> dict[str, Any] | None:
     return record
 
 
-def _io_of(path: Path) -> dict[str, Any]:
+def io_of(path: Path) -> dict[str, Any]:
     if path.suffix == ".tflite":
         from mnetdeploy.export.tflite import io_details
 

@@ -97,8 +97,14 @@ def millions(n: int) -> str:
 
 
 def layer_table(summary: dict[str, Any]) -> Table:
-    title = (f"MobileNet {summary['arch']}  alpha {summary['alpha']:g}  {summary['resolution']}x"
-             f"{summary['resolution']}  {summary['classes']} classes")
+    if "arch" not in summary:  # a .tflite file: rows come from its tensor shapes
+        title = f"{summary['file']}: params and MACs per op (batch norm folded)"
+    elif summary["arch"] == "custom":
+        title = (f"custom model  {summary['resolution']}x{summary['resolution']}  {summary['classes']} classes "
+                 f"(params and MACs read from the Keras graph)")
+    else:
+        title = (f"MobileNet {summary['arch']}  alpha {summary['alpha']:g}  {summary['resolution']}x"
+                 f"{summary['resolution']}  {summary['classes']} classes")
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in ("layer", "type", "kernel", "stride", "in ch", "out ch", "out size", "params", "MACs"):
         t.add_column(col, justify="left" if col in ("layer", "type") else "right")
@@ -113,6 +119,9 @@ def layer_table(summary: dict[str, Any]) -> Table:
 
 
 def totals_lines(summary: dict[str, Any]) -> list[str]:
+    if "deploy_params" not in summary:  # an export file: what its tensors hold
+        return [f"params {summary['params']:,} (weights and biases of conv/fc ops in the file)",
+                f"MACs   {summary['macs']:,} ({summary['macs'] / 1e6:.1f} M multiply-accumulates per image)"]
     lines = [
         f"params {summary['params']:,} (Keras count, incl. batch-norm statistics); "
         f"{summary['deploy_params']:,} after batch-norm folding",
@@ -128,11 +137,17 @@ def totals_lines(summary: dict[str, Any]) -> list[str]:
 
 def print_model_summary(console: Console, summary: dict[str, Any]) -> None:
     """The per-layer table and the totals, as `build` and `info` show them (and how exports execute)."""
-    console.print(layer_table(summary))
-    for line in totals_lines(summary):
-        console.print(line)
+    if "layers" in summary:
+        console.print(layer_table(summary))
+        for line in totals_lines(summary):
+            console.print(line)
     if summary.get("execution"):
         console.print(execution_table(summary["execution"]))
+    if "arch" not in summary and summary.get("execution"):  # an export file: the ops it runs, by type
+        for name, e in summary["execution"].items():
+            if e.get("op_types"):
+                console.print(f"{name} op types: " + ", ".join(f"{k} x{v}" for k, v in e["op_types"].items()),
+                              soft_wrap=True, highlight=False)
 
 
 def execution_table(execution: dict[str, dict[str, Any]]) -> Table:

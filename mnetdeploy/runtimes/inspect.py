@@ -217,3 +217,56 @@ def summary_line(info: dict[str, Any]) -> str:
                 f"{info['convert_nodes']} ({info['int8_percent']:g} % int8)"
                 + (f"; float fallbacks: {falls}" if falls else ""))
     return f"ORT float graph: {info['nodes']} nodes after optimization"
+
+
+# ------------------------------------------------------------------------------------ per-layer (TFLite)
+
+# TFLite ops that carry weights, and the plan's names for them. Filter layouts: CONV_2D [Cout, Kh, Kw, Cin],
+# DEPTHWISE_CONV_2D [1, Kh, Kw, Cout], FULLY_CONNECTED [Out, In].
+TFLITE_WEIGHT_OPS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "fc"}
+
+
+def tflite_layers(path: str | Path) -> list[dict[str, Any]]:
+    """Params and MACs of each conv/depthwise/fully-connected op of a .tflite file, from its tensor shapes
+    (rows shaped like plan.layer_row; batch norm is already folded, so params are kernel + bias)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mnetdeploy.quiet import quiet_native_output
+
+    with quiet_native_output():
+        interp = Interpreter(model_path=str(path))  # builtin kernels only: the graph as written, undelegated
+        ops = interp._get_ops_details()  # noqa: SLF001 - op inputs/outputs are only exposed here
+        shapes = {t["index"]: [int(d) for d in t["shape"]] for t in interp.get_tensor_details()}
+        names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    rows = []
+    for op in ops:
+        kind = TFLITE_WEIGHT_OPS.get(op["op_name"])
+        ins = [int(i) for i in op["inputs"] if int(i) >= 0]
+        if kind is None or len(ins) < 2 or not op["outputs"]:
+            continue
+        x, w, out = shapes.get(ins[0], []), shapes.get(ins[1], []), shapes.get(int(op["outputs"][0]), [])
+        bias = shapes.get(ins[2], [0]) if len(ins) > 2 else [0]
+        params = _product(w) + (_product(bias) if len(ins) > 2 else 0)
+        positions = _product(out[1:-1]) if len(out) > 2 else 1
+        size, in_size = (out[1] if len(out) == 4 else 1), (x[1] if len(x) == 4 else 1)
+        if kind == "fc":
+            cin, cout, k = w[-1], w[0], 1
+            macs = cin * cout * positions
+        elif kind == "dw":
+            cin, cout, k = x[-1], w[-1], w[1]
+            macs = w[1] * w[2] * cout * positions
+        else:
+            cin, cout, k = w[-1], w[0], w[1]
+            macs = w[1] * w[2] * w[3] * cout * positions
+            kind = "conv" if k > 1 else ("fc" if in_size == 1 else "pw")
+        rows.append({"name": names.get(int(op["outputs"][0]), op["op_name"]), "block": "", "type": kind,
+                     "kernel": k, "stride": max(1, round(in_size / size)) if size else 1, "in_channels": cin,
+                     "out_channels": cout, "out_size": size, "params": params, "macs": macs})
+    return rows
+
+
+def _product(dims: list[int]) -> int:
+    n = 1
+    for d in dims:
+        n *= max(int(d), 1)
+    return n
