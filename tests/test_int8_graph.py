@@ -115,7 +115,7 @@ def test_unknown_graph_is_refused(model_and_calibration):
         float_ops(calibrated, "gpu")
     with pytest.raises(ValidationError):
         QuantizeConfig(int8_graph="npu")
-    with pytest.raises(ConfigError, match="--int8-graph: Input should be 'auto', 'integer-only', 'float-islands' or 'cpu'"):
+    with pytest.raises(ConfigError, match="--int8-graph npu: Input should be 'auto', 'integer-only', 'float-islands' or 'cpu'"):
         load_config(None, {"quantize.int8_graph": "npu"}, {"quantize.int8_graph": "--int8-graph"})
     assert QuantizeConfig(int8_graph="integer-only").int8_settings("tflite")["int8_graph"] == "integer-only"
 
