@@ -353,14 +353,6 @@ class Config(StrictModel):
         return self.model_dump(mode="json")
 
 
-# Command-line option -> dotted config key.
-CLI_KEYS = {
-    "arch": "model.arch", "alpha": "model.alpha", "res": "model.resolution", "classes": "model.classes",
-    "depth_multiplier": "model.depth_multiplier", "dropout": "model.dropout", "weights": "model.weights",
-    "seed": "model.seed", "name": "name", "out": "output",
-}
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 flags: dict[str, str] | None = None) -> Config:
     """Read `path` (if any), apply `overrides` (dotted keys, None values ignored), validate. `flags` maps
