@@ -173,6 +173,8 @@ def eval_(ctx, models, config_path, reference, resolution, as_json, **_options):
               f"skip-first {data['skip_first']})  sha256 {data['hash'][:16]}  labels {data['labels']}")
     if data["skipped"]:
         con.print(f"warning: {data['skipped']} unreadable image(s) skipped, e.g. {data['skipped_files'][0]}")
+    if data.get("ignored"):
+        con.print(f"note: {data['ignored']}", soft_wrap=True, highlight=False)
     for r in results:
         if r.versus_host:
             con.print(f"{Path(r.model).name}: {r.versus_host['note']}", soft_wrap=True, highlight=False)

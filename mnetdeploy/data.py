@@ -18,7 +18,11 @@ import numpy as np
 from mnetdeploy.errors import UserError
 from mnetdeploy.fsutil import sha256_file, sha256_json
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Image formats people keep photos in that are not read (Pillow cannot decode them without plugins, or they are
+# not single still images): a folder holding them gets a note naming how many were left out, never silence.
+UNREAD_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".ico", ".dng", ".cr2", ".nef",
+                         ".arw", ".raw", ".psd", ".jp2")
 
 # The standard ImageNet evaluation crop: resize so the shorter side is resolution / 0.875 (256 for 224),
 # then take the central resolution x resolution square (TF-slim `central_fraction=0.875`, torchvision
@@ -56,6 +60,22 @@ def find_images(directory: str | Path, recursive: bool = True) -> list[Path]:
         raise UserError(f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)}) {where}; "
                         "point to a folder of images or class subfolders of images")
     return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def ignored_images_note(directory: str | Path) -> str | None:
+    """One line naming the image-like files under `directory` that `find_images` leaves out, or None."""
+    directory = Path(directory)
+    counts: dict[str, int] = {}
+    for p in directory.glob("**/*"):
+        suffix = p.suffix.lower()
+        if suffix in UNREAD_IMAGE_SUFFIXES and p.is_file() \
+                and not any(part.startswith(".") for part in p.relative_to(directory).parts):
+            counts[suffix] = counts.get(suffix, 0) + 1
+    if not counts:
+        return None
+    found = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return (f"{directory}: {found} file(s) ignored (not a supported image type: "
+            f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}); convert them to use them")
 
 
 def files_hash(paths: Iterable[Path]) -> str:
@@ -277,17 +297,32 @@ def calibration_set(directory: str | Path | None, n: int, seed: int, resolution:
     candidates = find_images(directory)
     if first is not None:
         candidates = candidates[:first]
-    if n > len(candidates):
-        warnings.append(f"asked for {n} calibration images, {directory} has {len(candidates)}"
-                        f"{f' among the first {first}' if first else ''}; using all {len(candidates)}")
     chosen = select_seeded(candidates, n, seed)
     loaded = load_images(chosen, resolution)
-    if loaded.skipped:
-        warnings.append(f"{len(loaded.skipped)} unreadable calibration image(s) skipped, e.g. "
-                        f"{loaded.skipped[0][0]} ({loaded.skipped[0][1]})")
+    warnings += calibration_count_warnings(directory, n, len(candidates), first, loaded)
+    ignored = ignored_images_note(directory)
+    if ignored:
+        warnings.append(ignored)
     return CalibrationSet(array=loaded.array, source="images", directory=str(directory), count=loaded.count,
                           files=[p.relative_to(directory).as_posix() for p in loaded.paths],
                           content_hash=files_hash(loaded.paths), warnings=warnings)
+
+
+def calibration_count_warnings(directory: Path, asked: int, candidates: int, first: int | None,
+                               loaded: LoadedImages) -> list[str]:
+    """How many images calibrated when that is fewer than asked, counting what was found and what was
+    unreadable, plus an example of an unreadable file and why."""
+    if candidates >= asked and not loaded.skipped:
+        return []
+    unreadable = ""
+    if loaded.skipped:
+        path, reason = loaded.skipped[0]
+        unreadable = f"{len(loaded.skipped)} unreadable (e.g. {path}: {reason})"
+    if candidates < asked:
+        among = f" among the first {first}" if first else ""
+        return [f"asked for {asked} calibration images; {directory} has {candidates} image file(s){among}"
+                f"{', ' + unreadable if unreadable else ''}: calibrating on {loaded.count}"]
+    return [f"{unreadable} of the {asked} chosen calibration images: calibrating on {loaded.count}"]
 
 
 def _synthetic_set(n: int, seed: int, resolution: int, why: str | None) -> CalibrationSet:

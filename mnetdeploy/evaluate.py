@@ -21,6 +21,7 @@ import numpy as np
 from mnetdeploy.data import (
     files_hash,
     find_images,
+    ignored_images_note,
     imagefolder_labels,
     load_images,
     match_csv_labels,
@@ -359,6 +360,7 @@ def data_record(data: EvalData, loaded: list[Path], skipped: list[tuple[Path, st
         "first_file": loaded[0].relative_to(data.directory).as_posix(),
         "last_file": loaded[-1].relative_to(data.directory).as_posix(),
         "labels": data.labels_source, "preprocess_seconds": round(prep_seconds, 3),
+        "ignored": ignored_images_note(data.directory),
     }
 
 

@@ -168,7 +168,39 @@ def test_calibration_set_is_seeded_and_recorded(tmp_path):
 def test_calibration_set_asking_for_too_many_warns_and_uses_all(tmp_path):
     folder = _folder_of(tmp_path, 4)
     cal = calibration_set(folder, 10, seed=0, resolution=32)
-    assert cal.count == 4 and "using all 4" in cal.warnings[0]
+    assert cal.count == 4
+    assert cal.warnings == [f"asked for 10 calibration images; {folder} has 4 image file(s): calibrating on 4"]
+
+
+def test_calibration_warning_counts_what_was_usable(tmp_path):
+    """45 files of which 4 are corrupt: the warning says 41 calibrated, not "using all 45"."""
+    folder = _folder_of(tmp_path, 41)
+    for i in range(4):
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    cal = calibration_set(folder, 100, seed=0, resolution=32)
+    assert cal.count == 41
+    assert len(cal.warnings) == 1
+    assert cal.warnings[0].startswith(f"asked for 100 calibration images; {folder} has 45 image file(s), "
+                                      "4 unreadable (e.g. ")
+    assert cal.warnings[0].endswith(": calibrating on 41")
+    some = calibration_set(folder, 45, seed=0, resolution=32)  # all 45 chosen, 4 unreadable
+    assert some.count == 41 and some.warnings[0].startswith("4 unreadable (e.g. ")
+    assert some.warnings[0].endswith("of the 45 chosen calibration images: calibrating on 41")
+
+
+def test_webp_and_tiff_are_read_and_other_photo_formats_are_named(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, suffix in enumerate([".webp", ".tif", ".TIFF", ".jpg"]):
+        _save(folder / f"{i}{suffix}", _rgb((40 * i, 90, 200)))
+    (folder / "a.heic").write_bytes(b"\0" * 16)
+    (folder / "b.HEIC").write_bytes(b"\0" * 16)
+    (folder / "c.gif").write_bytes(b"GIF89a")
+    (folder / ".hidden.heic").write_bytes(b"\0")
+    cal = calibration_set(folder, 4, seed=0, resolution=32)
+    assert sorted(cal.files) == ["0.webp", "1.tif", "2.TIFF", "3.jpg"]
+    assert cal.warnings == [f"{folder}: 1 .gif, 2 .heic file(s) ignored (not a supported image type: "
+                            "jpg/jpeg/png/bmp/webp/tif/tiff); convert them to use them"]
 
 
 def test_default_config_first_n_and_relative_directory(tmp_path):

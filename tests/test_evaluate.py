@@ -168,7 +168,10 @@ def _imagefolder(root, colours_per_class=((255, 0, 0), (0, 255, 0), (0, 0, 255))
 def test_imagefolder_eval_matches_direct_prediction(tiny_keras, tmp_path):
     model, path = tiny_keras
     folder = _imagefolder(tmp_path / "data")
+    (folder / "class_0" / "extra.heic").write_bytes(b"\0" * 8)  # a phone photo nobody converted
     (result,) = evaluate([path], folder, progress=False)
+    assert result.data["ignored"] == (f"{folder}: 1 .heic file(s) ignored (not a supported image type: "
+                                      "jpg/jpeg/png/bmp/webp/tif/tiff); convert them to use them")
     files = find_images(folder)
     labels = np.array([int(p.parent.name.split("_")[1]) for p in files])
     predicted = np.argmax(np.asarray(model(load_images(files, 32).array)), axis=1)

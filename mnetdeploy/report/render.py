@@ -536,6 +536,8 @@ def report_warnings(report: dict) -> list[str]:
         d = r.get("data") or {}
         if d.get("skipped"):
             out.append(f"eval of {r['model']}: {d['skipped']} unreadable image(s) skipped")
+        if d.get("ignored") and f"eval data: {d['ignored']}" not in out:
+            out.append(f"eval data: {d['ignored']}")
     by_text: dict[str, list[str]] = {}
     loads: list[tuple[float, str]] = []
     random_inputs, stale = [], []
