@@ -20,8 +20,8 @@ def quiet_native_output() -> Iterator[None]:
 
     TensorFlow's converter, Keras' SavedModel export, tf2onnx and ONNX Runtime's calibrator print pages of
     progress (some from C++, below Python's sys.stdout) that would corrupt `--json` output and bury the
-    tool's own messages. On success the log is dropped; when the block raises, its last lines are printed on
-    stderr so the cause is visible. With MNETDEPLOY_DEBUG=1 (set by `mnetdeploy --debug`) it all goes to
+    tool's own messages. On success or interrupt the log is dropped; when the block raises, its last lines are
+    printed on stderr so the cause is visible. With MNETDEPLOY_DEBUG=1 (set by `mnetdeploy --debug`) it all goes to
     stderr as it happens."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -39,6 +39,8 @@ def quiet_native_output() -> Iterator[None]:
             os.dup2(log.fileno(), 2)
         with contextlib.redirect_stdout(sys.stderr):
             yield
+    except KeyboardInterrupt:  # the user stopped it: the one-line "interrupted" is all they need to read
+        raise
     except BaseException:
         failed = True
         raise
