@@ -588,6 +588,8 @@ def sweep(ctx, config, executor, as_json, **_options):
                   "mean residual by alpha: " + ", ".join(f"{a} {v:+.0f} %"
                                                          for a, v in f["residual_pct_by_alpha"].items()),
                   highlight=False)
+    if state.get("outside_grid"):
+        con.print(f"warning: {state['outside_grid']}", soft_wrap=True, highlight=False)
     con.print(f"{state['accuracy']['note']}\nreport: {Path(options.out) / 'sweep.html'}", highlight=False)
 
 

@@ -509,11 +509,23 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
                             "wall_seconds": round(time.perf_counter() - wall, 2), "jobs": options.jobs,
                             "prepared_now": len(jobs), "benchmarked_now": len(to_measure),
                             "pending": len(configs) - len(finished)}
+    state.data["outside_grid"] = outside_grid_note(state.data["points"], configs_by_key, out)
     state.save()
     from mnetdeploy.sweep_report import write_outputs
 
     write_outputs(out, state.data)
     return state.data
+
+
+def outside_grid_note(points: dict[str, dict], grid_keys: Iterable[str], out: Path) -> str | None:
+    """A rerun with a narrower grid into the same folder keeps the earlier points in sweep.json but shows only
+    this grid's: say so, so a shorter sweep.html is never mistaken for all that was measured."""
+    outside = [p for k, p in points.items() if k not in set(grid_keys)]
+    if not outside:
+        return None
+    shown = ", ".join(sorted({f"{p['alpha']:g}/{p['resolution']}" for p in outside if "alpha" in p}))
+    return (f"{len(outside)} point(s) of an earlier, wider grid in {out} are kept in sweep.json but not shown "
+            f"({shown or 'unprepared'}): rerun with that grid to show them, or use another out folder")
 
 
 # ------------------------------------------------------------------------------------------------ analysis

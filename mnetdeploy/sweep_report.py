@@ -57,6 +57,8 @@ def sections(state: dict) -> list[Section]:
                  f"this invocation: {t.get('prepared_now', 0)} point(s) prepared in {t.get('prepare_seconds', 0)} s "
                  f"(jobs {t.get('jobs', 1)}), {t.get('benchmarked_now', 0)} benchmarked in "
                  f"{t.get('bench_seconds', 0)} s, wall {t.get('wall_seconds', 0)} s"]
+    if state.get("outside_grid"):
+        results.notes.append(state["outside_grid"])
     return [results, recommendation, fit, run]
 
 

@@ -210,6 +210,25 @@ def test_html_and_markdown_show_the_frontier(tiny):
     assert md.count("◆") == len(state["frontier"]["rows"]) + 1 and "p50 = a · MACs + b" in md
 
 
+@pytest.mark.slow
+def test_a_narrower_rerun_into_the_same_folder_says_what_it_does_not_show(tiny):
+    out, runs = tiny
+    base = load_config(None, {"quantize.num_calib": 8, "bench.runs": 10, "bench.min_seconds": 0,
+                              "bench.warmup": 2})
+    narrow = sw.Grid("v2", (0.35,), (96, 128), ("fp32", "int8"), (1,))
+    try:
+        state = sw.run_sweep(base, narrow, sw.SweepOptions(out=out, executor=Counting().executor))
+        assert len(state["rows"]) == 4 and len(state["points"]) == 4   # every point is kept in sweep.json
+        assert state["outside_grid"] == (f"2 point(s) of an earlier, wider grid in {out} are kept in sweep.json "
+                                         "but not shown (0.5/128, 0.5/96): rerun with that grid to show them, "
+                                         "or use another out folder")
+        assert state["outside_grid"] in (out / "sweep.html").read_text()
+        assert state["outside_grid"] in (out / "sweep.md").read_text()
+    finally:   # the other tests read the full grid's pages
+        again = sw.run_sweep(base, GRID, sw.SweepOptions(out=out, executor=Counting().executor))
+    assert again["outside_grid"] is None and len(again["rows"]) == 8
+
+
 _executor_factory_calls = []
 
 
