@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mnetdeploy.arch.plan import TOTAL_STRIDE
 from mnetdeploy.arch.tables import FAMILIES
+from mnetdeploy.device_names import BadDeviceName, check_device_name
 from mnetdeploy.errors import ConfigError, UserError
 from mnetdeploy.fsutil import read_text
 
@@ -49,6 +50,13 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 MAX_THREADS = 256
 MAX_SEED = 2**32 - 1   # numpy's seed range
 
+
+def device_name(v: str) -> str:
+    """A device setting's validator: the whole name checked when the config is read, not when it is reached."""
+    try:
+        return check_device_name(v)
+    except BadDeviceName as e:
+        raise ValueError(e.why) from None
 
 
 class StrictModel(BaseModel):
@@ -201,11 +209,7 @@ class EvalConfig(StrictModel):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        # The kind only: devices.parse_target checks the rest where the device is reached (no import cycle).
-        if v == "host" or v.startswith("ssh://") or v.partition(":")[0] in ("android", "adb-linux"):
-            return v
-        raise ValueError("unknown device; use host, android[:SERIAL], adb-linux[:SERIAL] or "
-                         "ssh://[USER@]HOST[:PORT]")
+        return device_name(v)
 
 
 class HostSettings(StrictModel):
@@ -270,7 +274,7 @@ DEVICE_ONLY_FIELDS = tuple(f for f in DeviceSettings.model_fields if f not in Ho
 class BenchConfig(DeviceSettings):
     """What `run` and `sweep` benchmark: every device x thread count, each run with these settings."""
 
-    devices: list[str] = Field(default_factory=lambda: ["host"], min_length=1,
+    devices: list[Annotated[str, AfterValidator(device_name)]] = Field(default_factory=lambda: ["host"], min_length=1,
                                description="host, android[:SERIAL], adb-linux[:SERIAL] or ssh://[USER@]HOST[:PORT].")
     threads: list[Annotated[int, Field(ge=1, le=MAX_THREADS)]] = Field(  # type: ignore[assignment]
         default_factory=lambda: [1], min_length=1, description="Thread counts to benchmark.")

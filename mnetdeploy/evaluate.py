@@ -127,9 +127,9 @@ def select_data(data_dir: str | Path, labels: str | Path | None = None, skip_fir
     and where their labels come from."""
     directory = Path(data_dir)
     if skip_first < 0:
-        raise UserError(f"--skip-first must be >= 0 (got {skip_first})")
+        raise UserError(f"skip_first must be >= 0 (got {skip_first})")
     if limit is not None and limit < 1:
-        raise UserError(f"--limit must be >= 1 (got {limit})")
+        raise UserError(f"limit must be >= 1 (got {limit})")
     all_files = find_images(directory)
     if skip_first >= len(all_files):
         raise UserError(f"{directory}: --skip-first {skip_first} skips all {len(all_files)} images; "
@@ -147,7 +147,7 @@ def select_data(data_dir: str | Path, labels: str | Path | None = None, skip_fir
 def decide_offset(model: str | Path, width: int, requested: str, labels_explicit: bool) -> int:
     """Label offset for a model with `width` outputs: 1001 -> 1 (background first), 1000 -> 0."""
     if requested not in LABEL_OFFSETS:
-        raise UserError(f"--label-offset must be one of {', '.join(LABEL_OFFSETS)} (got {requested!r})")
+        raise UserError(f"label_offset must be one of {', '.join(LABEL_OFFSETS)} (got {requested!r})")
     if requested == "auto":
         if width == IMAGENET_CLASSES + 1:
             return 1
@@ -317,7 +317,7 @@ def evaluate(models: Sequence[str | Path], data_dir: str | Path, *, labels: str 
         model_format(p)
     requested = str(label_offset)
     if requested not in LABEL_OFFSETS:
-        raise UserError(f"--label-offset must be one of {', '.join(LABEL_OFFSETS)} (got {requested!r})")
+        raise UserError(f"label_offset must be one of {', '.join(LABEL_OFFSETS)} (got {requested!r})")
     data = select_data(data_dir, labels, skip_first, limit)
     labels_explicit = labels is not None or data.csv_path is None or requested != "auto"
 

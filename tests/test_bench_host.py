@@ -192,13 +192,13 @@ def test_child_crash_is_a_clear_error_not_a_result(models, monkeypatch, code, ex
 
 @slow
 def test_usage_errors(models, tmp_path):
-    one_line_error(bench(str(models / "model_fp32.tflite"), "--device", "iphone"), "--device iphone",
-                   "--device host")
+    one_line_error(bench(str(models / "model_fp32.tflite"), "--device", "iphone"),
+                   "--device iphone: unknown device; use host, android[:SERIAL][@HOST:PORT],")
     one_line_error(bench(str(models / "model_fp32.tflite"), "--runtime", "onnxruntime"), "runs on litert")
     one_line_error(bench(str(models / "model.keras")), "export the model first")
     one_line_error(bench(str(tmp_path)), "no .onnx or .tflite models")
     one_line_error(bench(str(tmp_path / "missing.tflite")), "no such model")
-    with pytest.raises(UserError, match="--device ssh://pi"):
+    with pytest.raises(UserError, match="device 'ssh://pi"):
         run_benchmark(models / "model_fp32.tflite", device="ssh://pi:99999")  # refused before any connection
     with pytest.raises(UserError, match="unknown key 'warmups'; did you mean 'warmup'"):
         run_benchmark(models / "model_fp32.tflite", warmups=3)

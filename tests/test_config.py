@@ -64,6 +64,11 @@ def test_unknown_top_level_key(tmp_path):
     ("model:\n  arch: v2\n  depth_multiplier: 2\n", "depth_multiplier is a v1 option"),
     ("model:\n  classes: 0\n", "greater than or equal to 2"),
     ("model:\n  arch: v1\n  weights: imagenet\n  resolution: 96\n", "resolutions [128, 160, 192, 224]"),
+    # device names are checked whole when the config is read, not after the build when the device is reached
+    ("bench:\n  devices: [host, iphone]\n", ":2: bench.devices.1: unknown device; use host, android[:SERIAL]"),
+    ("bench:\n  devices: ['ssh://-oProxyCommand=x@h']\n", "the user may not start with '-'"),
+    ("bench:\n  devices: ['android@farm:99999']\n", "adb_server 'farm:99999': expected HOST:PORT"),
+    ("eval:\n  device: 'android:'\n", ":2: eval.device: empty serial; use android or android:SERIAL (got 'android:')"),
 ])
 def test_invalid_values_are_one_line_with_location(tmp_path, yaml_text, expected):
     msg = error_of(write(tmp_path, yaml_text))

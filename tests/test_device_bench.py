@@ -25,16 +25,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from device_standin.device_profile import PIXEL_2
 from device_standin.sshd import BOARD_DF, BOARD_MODEL, ssh_board  # noqa: F401  (fixture)
+
 from mnetdeploy.bench.schema import BenchResult
 from mnetdeploy.cli import cli
+from mnetdeploy.device_names import adb_server_args
 from mnetdeploy.devices import DeviceSettings, parse_target, split_exit_marker, with_exit_marker
-from mnetdeploy.devices.adb import parse_devices, parse_server
+from mnetdeploy.devices.adb import parse_devices
 from mnetdeploy.devices.android import inspect_binary, parse_df_available_kb
-from mnetdeploy.devices.hygiene import (Cpu, big_core_mask, celsius, parse_cpu_mask, parse_facts,
-                                        wait_until_cool)
+from mnetdeploy.devices.hygiene import Cpu, big_core_mask, celsius, parse_cpu_mask, parse_facts, wait_until_cool
 from mnetdeploy.errors import UserError
 
 STANDIN_BINARY = Path(__file__).resolve().parent / "device_standin" / "benchmark_model_standin.py"
@@ -742,9 +742,9 @@ def test_facts_and_df_and_devices_parsing():
     assert [(d.serial, d.state) for d in devices] == [("R58M123", "device"), ("emulator-5554", "offline"),
                                                       ("0123", "no permissions")]
     assert devices[0].attributes["model"] == "Pixel_2"
-    assert parse_server("farm.example:5037") == ["-H", "farm.example", "-P", "5037"]
+    assert adb_server_args("farm.example:5037") == ["-H", "farm.example", "-P", "5037"]
     with pytest.raises(UserError):
-        parse_server("farm:x")
+        adb_server_args("farm:x")
 
 
 def test_quoted_device_output_is_cut_at_a_word_boundary():

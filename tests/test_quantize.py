@@ -104,7 +104,7 @@ def test_bad_calibration_folder_exits_2_and_writes_nothing(case, model_dir, tmp_
 
 def test_other_usage_errors_exit_2(model_dir, tmp_path, monkeypatch):
     cases = [
-        (["--keep-float", "no_such_layer"], "--keep-float: no layer named 'no_such_layer'"),
+        (["--keep-float", "no_such_layer"], "keep_float 'no_such_layer': no such layer in the model"),
         (["--max-drop", "1"], "--max-drop needs --eval-data"),
         (["--formats", "tflite,coreml"], "--formats coreml: Input should be 'tflite' or 'onnx'"),
         (["--precisions", "int4"], "--precisions int4: Input should be 'fp32', 'fp16', 'dynamic' or 'int8'"),

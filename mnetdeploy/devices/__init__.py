@@ -14,7 +14,8 @@ Modules (each imported where used, so this package stays cheap to import):
     benchmark_output.py the parser of `benchmark_model` output
     remote_runner.py    the self-contained script pushed to Linux boards
 
-This module holds what every transport shares: how a device is named on the command line (`parse_target`),
+This module holds what every transport shares: how a device is named (`parse_target`, from
+device_names.py),
 the settings of a device benchmark (`DeviceSettings`), and the `Transport` base class that runs shell commands
 with an exit marker. Why the marker: adb 29 exits 0 when a device vanishes mid-command (it never receives the
 exit packet), and ssh's exit status mixes the remote command's status with its own (255), so the exit status of
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import cast
 
 from mnetdeploy.config import BenchConfig, DeviceSettings
+from mnetdeploy.device_names import Target, is_device_target, parse_target
 from mnetdeploy.errors import EXIT_FAILED, UserError
 
 EXIT_MARKER = "__MNETDEPLOY_EXIT="
@@ -47,56 +49,6 @@ class DeviceLost(UserError):
     """The device stopped answering in the middle of the job (unplugged, rebooted, network gone): exit 1."""
 
     exit_code = EXIT_FAILED
-
-
-# ------------------------------------------------------------------------------------------------ targets
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """A device as named by `--device`: "android[:SERIAL]", "adb-linux[:SERIAL]" or "ssh://[USER@]HOST[:PORT]"."""
-
-    kind: str                 # "android" | "adb-linux" | "ssh"
-    serial: str | None = None
-    adb_server: str | None = None   # "android[:SERIAL]@HOST:PORT": a device on that (remote) adb server
-    user: str | None = None
-    host: str | None = None
-    port: int | None = None
-
-
-_SSH = re.compile(r"^ssh://(?:(?P<user>[^@/:\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/:\s\[\]]+)(?::(?P<port>\d+))?/?$")
-
-
-def parse_target(device: str) -> Target:
-    """The device named by `--device`; UserError for anything else (host is not a device target)."""
-    if device.startswith("ssh://"):
-        match = _SSH.match(device)
-        if not match:
-            raise UserError(f"--device {device}: expected ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
-        for part in ("user", "host"):
-            # ssh would read a leading "-" as an option (-oProxyCommand=... runs a command here).
-            if (match[part] or "").startswith("-"):
-                raise UserError(f"--device {device}: the {part} may not start with '-'; expected "
-                                "ssh://[USER@]HOST[:PORT], e.g. ssh://root@192.0.2.7:2222")
-        port = int(match["port"]) if match["port"] else None
-        if port is not None and not 0 < port < 65536:
-            raise UserError(f"--device {device}: port {port} is out of range 1-65535")
-        return Target("ssh", user=match["user"], host=match["host"].strip("[]"), port=port)
-    name, at, server = device.partition("@")
-    kind, sep, serial = name.partition(":")
-    if kind in ("android", "adb-linux"):
-        if sep and not serial:
-            raise UserError(f"--device {device}: empty serial; use --device {kind} or {kind}:SERIAL")
-        if at:
-            from mnetdeploy.devices.adb import parse_server
-
-            parse_server(server)   # HOST:PORT, checked now
-        return Target(kind, serial=serial or None, adb_server=server or None)
-    raise UserError(f"--device {device}: unknown device; use --device host, android[:SERIAL][@HOST:PORT], "
-                    "adb-linux[:SERIAL][@HOST:PORT] or ssh://[USER@]HOST[:PORT]")
-
-
-def is_device_target(device: str) -> bool:
-    return device.startswith("ssh://") or device.partition(":")[0] in ("android", "adb-linux")
 
 
 # ----------------------------------------------------------------------------------------------- settings

@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from mnetdeploy.device_names import adb_server_args
 from mnetdeploy.devices import ANDROID_BASE, LINUX_BASE, DeviceLost, Transport, last_words
 from mnetdeploy.errors import EXIT_USAGE, UserError
 
@@ -77,18 +78,6 @@ def find_adb(explicit: str | None = None) -> str:
     return found
 
 
-def parse_server(adb_server: str | None) -> list[str]:
-    """`-H HOST -P PORT` for `--adb-server HOST:PORT` (or `:PORT`, or `HOST`)."""
-    if not adb_server:
-        return []
-    host, sep, port = adb_server.rpartition(":")
-    if not sep:
-        host, port = adb_server, ""
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise UserError(f"--adb-server {adb_server}: expected HOST:PORT, e.g. farm.example:5037")
-    return [*(["-H", host.strip("[]")] if host else []), *(["-P", port] if port else [])]
-
-
 def parse_devices(text: str) -> list[DeviceEntry]:
     """Entries of `adb devices -l` output (daemon start-up chatter and the header are skipped)."""
     entries = []
@@ -113,7 +102,7 @@ class AdbClient:
 
     def __init__(self, adb: str | None = None, server: str | None = None) -> None:
         self.path = find_adb(adb)
-        self.server_args = parse_server(server)
+        self.server_args = adb_server_args(server)
         self.server = server or (f"localhost:{os.environ['ANDROID_ADB_SERVER_PORT']}"
                                  if os.environ.get("ANDROID_ADB_SERVER_PORT") else "localhost:5037")
 

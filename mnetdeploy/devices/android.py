@@ -151,7 +151,7 @@ def inspect_binary(path: str | Path) -> BinaryInfo:
     """What `--benchmark-binary` is, from its first bytes: an ELF executable (and for which CPU) or a script."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"--benchmark-binary {path}: no such file; {WHERE_TO_GET}")
+        raise UserError(f"benchmark_binary {path}: no such file; {WHERE_TO_GET}")
     with open(path, "rb") as f:
         head = f.read(64)
     if head.startswith(b"\x7fELF") and len(head) >= 20:
@@ -162,7 +162,7 @@ def inspect_binary(path: str | Path) -> BinaryInfo:
     if head.startswith(b"#!"):
         interpreter = head[2:].split(b"\n", 1)[0].decode(errors="replace").strip()
         return BinaryInfo(path, sha256_file(path), path.stat().st_size, "script", None, interpreter)
-    raise UserError(f"--benchmark-binary {path}: not an executable (no ELF header, no #! line); {WHERE_TO_GET}")
+    raise UserError(f"benchmark_binary {path}: not an executable (no ELF header, no #! line); {WHERE_TO_GET}")
 
 
 def check_abi(binary: BinaryInfo, facts: DeviceFacts, label: str) -> None:
@@ -174,7 +174,7 @@ def check_abi(binary: BinaryInfo, facts: DeviceFacts, label: str) -> None:
         return
     abis = ", ".join(facts.abis()) or facts.machine or "unknown"
     use = BUILD_FOR_MACHINE.get(runs[0], f"a build for {runs[0]}")
-    raise UserError(f"--benchmark-binary {binary.path}: a {binary.machine} executable, but {label} runs {abis}; "
+    raise UserError(f"benchmark_binary {binary.path}: a {binary.machine} executable, but {label} runs {abis}; "
                     f"use {use}")
 
 
@@ -375,7 +375,7 @@ def open_transport(target: Target, settings: DeviceSettings) -> Transport:
 
     from_environment = os.environ.get("ANDROID_SERIAL") or None
     if settings.serial and target.serial and settings.serial not in (target.serial, from_environment):
-        raise UserError(f"--serial {settings.serial} and --device {target.kind}:{target.serial} name different "
+        raise UserError(f"serial {settings.serial} and device {target.kind}:{target.serial} name different "
                         "devices; give one")
     client = AdbClient(settings.adb, target.adb_server or settings.adb_server)
     # The serial typed in --device wins over --serial / $ANDROID_SERIAL.
@@ -486,7 +486,7 @@ class DeviceBenchmark:
         if binary is not None:
             return BenchmarkModelTool(binary)
         if facts.android and self.target.kind == "android":
-            raise UserError(f"--benchmark-binary: {transport.label} is an Android device, which runs LiteRT's "
+            raise UserError(f"benchmark_binary: {transport.label} is an Android device, which runs LiteRT's "
                             f"benchmark_model; {WHERE_TO_GET}")
         return RunnerTool(model_format)
 

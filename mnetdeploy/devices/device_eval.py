@@ -117,7 +117,7 @@ def evaluate_on_device(model: str | Path, data_dir: str | Path, device: str, set
                         "the phone, or the .onnx on a Linux board with the runner (--device adb-linux or "
                         "ssh://..., no --benchmark-binary)")
     if str(label_offset) not in LABEL_OFFSETS:
-        raise UserError(f"--label-offset must be one of {', '.join(LABEL_OFFSETS)} (got {label_offset!r})")
+        raise UserError(f"label_offset must be one of {', '.join(LABEL_OFFSETS)} (got {label_offset!r})")
     data = select_data(data_dir, labels, skip_first, limit)
     labels_explicit = labels is not None or data.csv_path is None or str(label_offset) != "auto"
 
@@ -229,7 +229,7 @@ def run_on_device(path: Path, fmt: str, target, device: str, settings: DeviceSet
         if binary is not None:
             tool = BenchmarkModelTool(binary)
         elif facts.android and target.kind == "android":
-            raise UserError(f"--benchmark-binary: {transport.label} is an Android device, which runs LiteRT's "
+            raise UserError(f"benchmark_binary: {transport.label} is an Android device, which runs LiteRT's "
                             f"benchmark_model; {WHERE_TO_GET}")
         else:
             tool = RunnerTool(fmt)

@@ -234,13 +234,13 @@ def parse_cpu_mask(text: str, cpus: dict[int, Cpu]) -> Pinning:
         return Pinning(None, "not pinned: --cpu-mask none")
     digits = text.strip().lower().removeprefix("0x")
     if not re.fullmatch(r"[0-9a-f]+", digits) or int(digits, 16) == 0:
-        raise UserError(f"--cpu-mask {text}: expected a non-zero hex CPU mask like taskset's (f0 = CPUs 4-7), "
+        raise UserError(f"cpu_mask {text!r}: expected a non-zero hex CPU mask like taskset's (f0 = CPUs 4-7), "
                         "or none")
     mask = int(digits, 16)
     if cpus:
         unknown = [i for i in range(mask.bit_length()) if mask >> i & 1 and i not in cpus]
         if unknown:
-            raise UserError(f"--cpu-mask {text}: the device has no CPU {', '.join(map(str, unknown))} "
+            raise UserError(f"cpu_mask {text!r}: the device has no CPU {', '.join(map(str, unknown))} "
                             f"(it has {min(cpus)}-{max(cpus)})")
     return Pinning(mask, "--cpu-mask")
 

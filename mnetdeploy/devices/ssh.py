@@ -68,7 +68,7 @@ class SshTransport(Transport):
         self.options = tuple(options)
         for option in self.options:
             if "=" not in option and " " not in option.strip():
-                raise UserError(f"--ssh-option {option}: expected KEY=VALUE as for `ssh -o`, e.g. "
+                raise UserError(f"ssh option {option!r}: expected KEY=VALUE as for `ssh -o`, e.g. "
                                 "IdentityFile=~/.ssh/board")
         self._control_dir = tempfile.mkdtemp(prefix="mnetdeploy-ssh-")
         self.connected = False   # a failure before the first success is a set-up problem (exit 2), later a loss

@@ -82,7 +82,7 @@ def quantize_calibrated(calibrated: bytes, io: str = "int8", keep_float: Iterabl
     leave in float (see `op_outputs`). graph: "cpu" also keeps float the ops XNNPACK runs faster in float,
     "integer-only" nothing more (export/int8_graph.py)."""
     if io not in IO_TYPES:
-        raise UserError(f"--io: must be one of {', '.join(IO_TYPES)} (got {io!r})")
+        raise UserError(f"io: must be one of {', '.join(IO_TYPES)} (got {io!r})")
     tf = _tf()
     from tensorflow.lite.python import convert
 

@@ -247,7 +247,7 @@ def layer_groups(model, names: tuple[str, ...] | list[str]) -> dict[str, set[str
         if name not in existing:
             guess = difflib.get_close_matches(name, sorted(existing), n=1)
             hint = f"; did you mean '{guess[0]}'?" if guess else ""
-            raise UserError(f"--keep-float: no layer named '{name}' in the model{hint} "
+            raise UserError(f"keep_float '{name}': no such layer in the model{hint} "
                             "(names as in `mnetdeploy info` or quant_analysis.json)")
         group = {name}
         layer = model.get_layer(name)
@@ -271,7 +271,7 @@ def tflite_keep_float(calibrated: bytes, snapped, names) -> list[str]:
         hits = [o["tensor"] for o in op_outputs(calibrated)
                 if set(_all_layers(o["tensor"], layer_names, keras_layer_of)) & group]
         if not hits:
-            raise UserError(f"--keep-float: layer '{name}' has no operator of its own in the TFLite model "
+            raise UserError(f"keep_float '{name}': the layer has no operator of its own in the TFLite model "
                             "(it is folded into another); name the conv layer instead")
         tensors += hits
     return tensors
@@ -293,7 +293,7 @@ def onnx_keep_float(proto, snapped, names) -> list[str]:
     for name, group in groups.items():
         hits = [node for node, layer in mapping.items() if layer in group]
         if not hits:
-            raise UserError(f"--keep-float: layer '{name}' has no node of its own in the ONNX model; "
+            raise UserError(f"keep_float '{name}': the layer has no node of its own in the ONNX model; "
                             "name the conv layer instead")
         nodes += hits
     return nodes

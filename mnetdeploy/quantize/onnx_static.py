@@ -76,7 +76,7 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, images: np.ndarray, me
                          keep_float_nodes: Iterable[str] = ()) -> None:
     """Write the QDQ int8 model of `fp32_path` to `out_path` (a temporary path; the caller renames it)."""
     if method not in CALIBRATION_METHODS:
-        raise UserError(f"--onnx-calib: must be one of {', '.join(CALIBRATION_METHODS)} (got {method!r})")
+        raise UserError(f"onnx_calib: must be one of {', '.join(CALIBRATION_METHODS)} (got {method!r})")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     keep = list(keep_float_nodes)
