@@ -483,7 +483,14 @@ def resolve_input_paths(data: dict[str, Any], base: Path) -> None:
         value = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(value, str) and value and value != NOT_PATHS.get(dotted):
             path = Path(value).expanduser()
-            node[key] = value if path.is_absolute() else os.path.relpath(base / path)
+            node[key] = value if path.is_absolute() else _shown_path(base / path)
+
+
+def _shown_path(path: Path) -> str:
+    """Relative to the current directory when inside it (short, and what the user sees in their tree), else
+    absolute: "../../tmp/x" names the place no better and reads worse."""
+    relative = os.path.relpath(path)
+    return os.path.abspath(path) if relative.split(os.sep)[0] == ".." else relative
 
 
 def refuse_duplicate_keys(node: yaml.Node | None, source: str) -> None:

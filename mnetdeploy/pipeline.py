@@ -270,9 +270,29 @@ def preflight(config: Config) -> None:
         load_budgets(config.gate.budgets)  # a malformed budgets file is an error now, not after the benchmarks
     for device in config.bench.devices:
         check_device(device)
+    check_keep_float(config)
     if config.eval.device != "host":
         raise ConfigError(f"eval.device {config.eval.device}: `run` evaluates on the host; measure accuracy on the "
                           "device with `mnetdeploy eval MODEL --device ...` (its result joins the report)")
+
+
+def check_keep_float(config: Config) -> None:
+    """quantize.keep_float names layers of the model the config builds; the plan knows every layer's name (the
+    Keras model's are the same), so a typo fails now rather than after the build and the conversions."""
+    if not config.quantize.keep_float:
+        return
+    import difflib
+
+    from mnetdeploy.build import plan_from_config
+
+    names = sorted({n for layer in plan_from_config(config).layers for n in (layer.name, layer.bn, layer.act_name)
+                    if n})
+    for name in config.quantize.keep_float:
+        if name not in names:
+            guess = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean '{guess[0]}'?" if guess else " (names as in `mnetdeploy info`)"
+            raise ConfigError(f"quantize.keep_float '{name}': no such layer in {config.model.arch} "
+                              f"alpha {config.model.alpha:g}{hint}")
 
 
 def _hashes(paths: list[Path]) -> dict[str, str]:

@@ -98,3 +98,24 @@ def test_bad_config_is_exit_2(tmp_path):
     path.write_text("model:\n  arch: v2\nbench:\n  thread: [1]\n")
     result = CliRunner().invoke(cli, ["run", str(path)])
     assert result.exit_code == 2 and "did you mean 'threads'" in result.output
+
+
+@pytest.mark.parametrize("sections,expected", [
+    ({"gate": {"budgets": "no_budgets.yaml"}}, "gate.budgets {dir}/no_budgets.yaml: file not found"),
+    ({"quantize": {"calib": "no_images"}}, "quantize.calib {dir}/no_images: folder not found"),
+    ({"eval": {"data": "no_data"}}, "eval.data {dir}/no_data: folder not found"),
+    ({"gate": {"budgets": "broken.yaml"}}, "broken.yaml"),
+    ({"quantize": {"keep_float": ["block_3_projectx"]}},
+     "quantize.keep_float 'block_3_projectx': no such layer in v2 alpha 0.35; did you mean 'block_3_project'?"),
+    ({"bench": {"devices": ["host", "andriod"]}}, "bench.devices.1: unknown device"),
+])
+def test_run_checks_every_input_before_writing_anything(tmp_path, sections, expected):
+    """Each of these used to fail after minutes of work, or (eval.data) not at all: now exit 2, one line,
+    naming the setting and the path resolved against the config file, and no artifact directory."""
+    (tmp_path / "broken.yaml").write_text("latency: [unclosed\n")
+    config = write_config(tmp_path / "c.yaml", tmp_path / "artifacts", **sections)
+    result = CliRunner().invoke(cli, ["run", str(config)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected.format(dir=tmp_path) in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml", "c.yaml"]   # nothing written
