@@ -131,14 +131,8 @@ def frontier_svg(state: dict, x_key: str = "p50_ms", salt: str = "sweep-frontier
     import matplotlib
     from matplotlib.figure import Figure
 
-    from mnetdeploy.report.plots import (
-        OTHER_COLOR,
-        PRECISION_COLORS,
-        PRECISION_MARKERS,
-        figure_svg,
-        label_points,
-        plot_style,
-    )
+    from mnetdeploy.report.labels import label_points
+    from mnetdeploy.report.plots import OTHER_COLOR, PRECISION_COLORS, PRECISION_MARKERS, figure_svg, plot_style
 
     def value(r: dict, k: str) -> float:
         return r[k] / 1e6 if k == "macs" else r[k]
@@ -171,7 +165,7 @@ def frontier_svg(state: dict, x_key: str = "p50_ms", salt: str = "sweep-frontier
             r = rows[best]
             handles.append(ax.scatter([value(r, x_key)], [value(r, y_key)], s=260, marker="*", color="gold",
                                       edgecolors="black", linewidths=0.8, zorder=5, label="recommended"))
-        ax.legend(handles=handles, loc="lower right", fontsize=8)
+        ax.legend(handles=handles, loc="best", fontsize=8)  # a fixed corner can hide points; labels avoid it
         if x_key == "macs":
             ax.set_xscale("log")
         ax.set_xlabel("multiply-accumulates (millions, log)" if x_key == "macs"

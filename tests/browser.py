@@ -63,3 +63,35 @@ def render(page: Path, screenshot: Path, window: tuple[int, int] = WINDOW) -> Re
     if not screenshot.is_file():
         raise AssertionError(f"chromium exited 0 but wrote no screenshot at {screenshot}")
     return Rendered(dom=dom, screenshot=screenshot)
+
+
+# Runs in the page after parsing (end of <body>): reading scrollWidth forces layout, and the result lands in the
+# DOM as an attribute, which is all --dump-dom can return (the page itself has no script; only this copy does).
+MEASURE_TABLES = """<script>
+for (const w of document.querySelectorAll('.table-wrap')) {
+  const section = w.closest('section');
+  w.dataset.measured = [section ? section.id : '', w.scrollWidth, w.clientWidth].join(' ');
+}
+</script>"""
+
+
+@dataclass
+class TableWidth:
+    section: str          # id of the table's <section>
+    scroll: int           # the table's full width (px)
+    client: int           # the width its .table-wrap shows; scroll > client: it scrolls sideways
+
+
+def table_widths(page: Path, window: tuple[int, int] = WINDOW) -> list[TableWidth]:
+    """Every `.table-wrap` of `page` laid out in a `window`-wide viewport: its content width vs its visible width."""
+    import re
+
+    text = page.read_text()
+    probe = page.with_name(f"{page.stem}.measured{page.suffix}")
+    probe.write_text(text.replace("</body>", MEASURE_TABLES + "\n</body>", 1))
+    dom = _run(["--dump-dom", f"--window-size={window[0]},{window[1]}", probe.resolve().as_uri()], "--dump-dom").stdout
+    found = re.findall(r'data-measured="([^"]*) (\d+) (\d+)"', dom)
+    expected = text.count('class="table-wrap"')
+    if len(found) != expected:
+        raise AssertionError(f"measured {len(found)} of {expected} tables in {page}")
+    return [TableWidth(section, int(scroll), int(client)) for section, scroll, client in found]

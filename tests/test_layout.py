@@ -169,7 +169,8 @@ def test_no_private_name_is_imported_from_another_module():
 
 
 @pytest.mark.parametrize("module", ["mnetdeploy.quantize.analysis", "mnetdeploy.quantize.recovery",
-                                    "mnetdeploy.report.html", "mnetdeploy.report.plots", "mnetdeploy.sweep_report"])
+                                    "mnetdeploy.report.html", "mnetdeploy.report.labels", "mnetdeploy.report.plots",
+                                    "mnetdeploy.sweep_report"])
 def test_modules_import_on_their_own(module):
     """Each module imports first in a fresh interpreter (a cycle held together by import order would not)."""
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=PROJECT)

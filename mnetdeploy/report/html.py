@@ -44,6 +44,7 @@ th, td { padding: 5px 8px; text-align: left; white-space: nowrap; border-bottom:
 th { background: var(--head); font-weight: 600; border-bottom: 2px solid #c4ccd4; white-space: normal;
      vertical-align: bottom; min-width: 3.5em; }  /* long headers wrap; numbers never do */
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.prose { white-space: normal; overflow-wrap: anywhere; min-width: 14em; }  /* long text wraps, in readable lines */
 tbody tr:nth-child(even) td { background: #fafbfc; }
 td[title] { text-decoration: underline dotted #9aa4ae; text-underline-offset: 3px; }
 p.note { color: var(--muted); font-size: 12.5px; margin: 4px 0; }
@@ -85,15 +86,35 @@ def inline(text: str) -> str:
     return "".join(f"<code>{esc(p)}</code>" if i % 2 else esc(p) for i, p in enumerate(parts))
 
 
-def _td(cell: Cell, numeric: bool, tag: str = "td") -> str:
-    cls = ' class="num"' if numeric else ""
+# A text cell longer than this makes its column prose: it may wrap. Shorter text (names, labels, hashes) and every
+# number stay on one line, so a table only grows taller where a sentence or a long path would otherwise push it
+# wider than the page (the .table-wrap would then scroll sideways and hide the right-hand columns).
+PROSE_CHARS = 30
+
+
+def _td(cell: Cell, cls: str = "", tag: str = "td") -> str:
+    attr = f' class="{cls}"' if cls else ""
     tip = f' title="{esc(cell.title)}"' if cell.title else ""
-    return f"<{tag}{cls}{tip}>{esc(cell.text)}</{tag}>"
+    text = _breakable(cell.text) if cls == "prose" else esc(cell.text)
+    return f"<{tag}{attr}{tip}>{text}</{tag}>"
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may also break after / and _: a long path or file name wraps at a separator
+    (model_int8_ | per_channel.tflite), not at whatever letter reaches the column's edge."""
+    return re.sub(r"([/_])", r"\1<wbr>", esc(text))
+
+
+def column_classes(table: Table) -> list[str]:
+    """Per column: "num" (right-aligned, never wraps), "prose" (may wrap) or "" (text that never wraps)."""
+    return ["num" if numeric else "prose" if any(len(row[i].text) > PROSE_CHARS for row in table.rows) else ""
+            for i, numeric in enumerate(table.numeric)]
 
 
 def table_html(table: Table) -> str:
-    head = "".join(_td(Cell(c), num, "th") for c, num in zip(table.columns, table.numeric))
-    body = "".join("<tr>" + "".join(_td(c, num) for c, num in zip(row, table.numeric)) + "</tr>\n"
+    classes = column_classes(table)
+    head = "".join(_td(Cell(c), cls, "th") for c, cls in zip(table.columns, classes))
+    body = "".join("<tr>" + "".join(_td(c, cls) for c, cls in zip(row, classes)) + "</tr>\n"
                    for row in table.rows)
     return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table></div>'
 
@@ -113,7 +134,7 @@ def section_html(section: Section, level: int, prefix: str) -> str:
 
 def facts_html(report: dict) -> str:
     # The model line is already the page's subtitle.
-    items = "".join(f"<dt>{esc(label)}</dt>{_td(value, False, 'dd')}" for label, value in header_facts(report)
+    items = "".join(f"<dt>{esc(label)}</dt>{_td(value, tag='dd')}" for label, value in header_facts(report)
                     if label != "model")
     return f'<dl class="facts">{items}</dl>'
 

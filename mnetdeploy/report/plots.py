@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mnetdeploy.report.labels import label_points
 from mnetdeploy.report.render import artifact_by_file, latency_rows, number, runtime_label, top1_by_file
 
 if TYPE_CHECKING:
@@ -224,44 +225,3 @@ def _scatter(points: list[dict], salt: str, title: str, color_of, legend: dict[s
                   title_fontsize=8)
         label_points(fig, ax, placed)
         return figure_svg(fig, title)
-
-
-def label_points(fig, ax, points: list[tuple[float, float, str, float]], fontsize: float = 8) -> None:
-    """Label each (x, y, text, marker radius in pt) without labels overlapping each other or the markers:
-    greedy, trying offsets above/below and right/left, each label tied to its marker by a thin line.
-
-    Points of equal speed or accuracy (e.g. a random-weight model: every top-1 is 0) would otherwise print
-    their labels on top of each other."""
-    fig.draw_without_rendering()  # final layout: the data -> pixel transform is now exact
-    to_px = ax.transData.transform
-    box = ax.get_window_extent()
-    px_per_pt = fig.dpi / 72
-    char_w, line_h = fontsize * px_per_pt * 0.62, fontsize * px_per_pt * 1.3
-    taken = []
-    for x, y, _, r in points:  # the markers themselves
-        px, py = to_px((x, y))
-        taken.append((px - r * px_per_pt, py - r * px_per_pt, px + r * px_per_pt, py + r * px_per_pt))
-    for x, y, text, r in sorted(points, key=lambda p: (p[0], p[1])):
-        px, py = to_px((x, y))
-        width = char_w * len(text)
-        candidates = [(side, dy) for dy in (r * 0.7, -r * 0.7 - 10, r + 12, -r - 22, r + 28, -r - 38, r + 44,
-                                            -r - 54, r + 60) for side in (1, -1)]
-        choice = None
-        for side, dy in candidates:
-            dx = side * (r * 0.7 + 6)
-            x0 = px + dx * px_per_pt if side > 0 else px + dx * px_per_pt - width
-            y0 = py + dy * px_per_pt
-            rect = (x0, y0, x0 + width, y0 + line_h)
-            inside = rect[0] >= box.x0 and rect[2] <= box.x1 and rect[1] >= box.y0 and rect[3] <= box.y1
-            if inside and all(rect[2] < t[0] or rect[0] > t[2] or rect[3] < t[1] or rect[1] > t[3] for t in taken):
-                choice = (dx, dy, rect)
-                break
-        if choice is None:  # crowded: accept an overlap rather than drop the label
-            dx, dy = r * 0.7 + 6, r * 0.7
-            choice = (dx, dy, (px, py, px + width, py + line_h))
-        dx, dy, rect = choice
-        taken.append(rect)
-        ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                    ha="left" if dx > 0 else "right", va="bottom", color="#222222",
-                    arrowprops={"arrowstyle": "-", "color": "#8a8a8a", "linewidth": 0.6, "shrinkA": 1,
-                                "shrinkB": r * 0.9})
