@@ -56,7 +56,7 @@ def calibration(calib_dir):
 
 # ------------------------------------------------------------------------------------------------ caching
 
-def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir):
+def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monkeypatch):
     args = (str(model_dir), "--calib", str(calib_dir), "--num-calib", str(NUM_CALIB))
     first = quantize_json(*args)
     assert [a["reused"] for a in first["artifacts"]] == [False] * 4
@@ -67,11 +67,26 @@ def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir):
     assert any("reused" in note and "--force" in note for note in second["notes"])
     assert {a["file"]: (model_dir / a["file"]).stat().st_mtime_ns for a in second["artifacts"]} == mtimes
     assert [a["sha256"] for a in second["artifacts"]] == [a["sha256"] for a in first["artifacts"]]
+    # Same file, check images, runtimes and CPU: the checks' numbers are reused, not recomputed.
+    assert [a["check_reused"] for a in second["artifacts"]] == [True] * 4
+    assert [a["check"] for a in second["artifacts"]] == [a["check"] for a in first["artifacts"]]
+    assert second["preparation"] == first["preparation"] != {}
+
+    # Another CPU (here: the same one reporting no VNNI) computes int8 differently: every check runs again.
+    import mnetdeploy.bench.environment as environment
+
+    real = environment.cpu_identity
+    monkeypatch.setattr(environment, "cpu_identity", lambda: {**real(), "cpu_model": "another CPU"})
+    elsewhere = quantize_json(*args)
+    assert [(a["reused"], a["check_reused"]) for a in elsewhere["artifacts"]] == [(True, False)] * 4
+    monkeypatch.setattr(environment, "cpu_identity", real)
 
     # Another calibration set changes only the int8 artifacts' inputs.
     third = quantize_json(*args[:-1], str(NUM_CALIB - 4))
     assert {a["file"]: a["reused"] for a in third["artifacts"]} == {
         "model_fp32.tflite": True, "model_int8.tflite": False, "model_fp32.onnx": True, "model_int8.onnx": False}
+    assert {a["file"]: a["check_reused"] for a in third["artifacts"]} == {
+        "model_fp32.tflite": False, "model_int8.tflite": False, "model_fp32.onnx": False, "model_int8.onnx": False}
 
     forced = quantize_json(*args, "--formats", "tflite", "--force")
     assert [a["reused"] for a in forced["artifacts"]] == [False] * 2

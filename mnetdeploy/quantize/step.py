@@ -20,6 +20,7 @@ Where each file comes from:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,15 @@ from typing import Any
 import numpy as np
 
 from mnetdeploy import __version__
-from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
+from mnetdeploy.artifacts import (
+    KERAS_MODEL,
+    SUMMARY,
+    code_fingerprint,
+    find_artifact_dir,
+    read_json,
+    record_step,
+    step_is_fresh,
+)
 from mnetdeploy.config import Format, Precision, QuantizeConfig, validated
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import artifact_name
@@ -61,6 +70,8 @@ class ArtifactResult:
     check: dict[str, Any]
     io: dict[str, Any] = field(default_factory=dict)
     keep_float: list[str] = field(default_factory=list)
+    check_key: str = ""        # what the check's numbers depend on (check_key()); equal keys give equal numbers
+    check_reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -246,7 +257,12 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
             decision = decide_int8_graph(models, options, force, say) if ("tflite", "int8") in jobs else None
             # Everything after this (exports, analysis, --max-drop) uses the graph chosen here.
             options = options.model_copy(update={"int8_graph": decision["chosen"] if decision else "cpu"})
-        results = [_produce(fmt, precision, models, options, force, say) for fmt, precision in jobs]
+        previous = previous_report(artifact_dir)
+        results = [_produce(fmt, precision, models, options, force, say, previous.get("by_file", {}))
+                   for fmt, precision in jobs]
+        if not models.preparation and all(r.check_reused for r in results):
+            # Nothing was prepared now: the last run's record of the preparation still describes these files.
+            models.preparation = previous.get("preparation") or {}
         if any(r.reused for r in results):
             notes.append("inputs unchanged: reused " + ", ".join(r.file for r in results if r.reused)
                          + " (use --force to reconvert)")
@@ -275,7 +291,7 @@ def quantize(target: str | Path | None = None, options: QuantizeConfig | None = 
 
 
 def _produce(fmt: str, precision: str, models: PreparedModels, options: QuantizeConfig, force: bool,
-             say: Callable[[str], None]) -> ArtifactResult:
+             say: Callable[[str], None], previous: dict[str, dict[str, Any]]) -> ArtifactResult:
     """Convert (or reuse) one export, check it against Keras, record it in the manifest."""
     from mnetdeploy.export.validate import check_export
 
@@ -287,20 +303,57 @@ def _produce(fmt: str, precision: str, models: PreparedModels, options: Quantize
     path = artifact_dir / name
     t0 = time.perf_counter()
     reused = not force and step_is_fresh(artifact_dir, f"quantize:{name}", inputs_hash)
+    check_reused = False
     if reused:
-        say(f"checking reused {name}")
-        agreement = check_export(path, precision, models.reference, models.check_images)
+        digest = sha256_file(path)
+        this_check = check_key(inputs_hash, digest, models.check_images)
+        earlier = previous.get(name, {})
+        check_reused = earlier.get("check_key") == this_check and earlier.get("sha256") == digest
+        if check_reused:
+            say(f"reused {name} and its check (same file, check images, runtimes and CPU)")
+            check = earlier["check"]
+        else:
+            say(f"checking reused {name}")
+            check = check_export(path, precision, models.reference, models.check_images).to_dict()
     else:
         say(f"converting {name}")
         with atomic_path(path) as tmp:
             _convert(fmt, precision, models, tmp, options, say)
             say(f"checking {name}")
-            agreement = check_export(tmp, precision, models.reference, models.check_images, name)
+            check = check_export(tmp, precision, models.reference, models.check_images, name).to_dict()
         record_step(artifact_dir, f"quantize:{name}", inputs, inputs_hash, [name], time.perf_counter() - t0)
+        digest = sha256_file(path)
+        this_check = check_key(inputs_hash, digest, models.check_images)
     return ArtifactResult(file=name, format=fmt, precision=precision, bytes=path.stat().st_size,
-                          sha256=sha256_file(path), reused=reused, seconds=round(time.perf_counter() - t0, 3),
-                          check=agreement.to_dict(), io=io_of(path),
-                          keep_float=sorted(options.keep_float) if precision == "int8" else [])
+                          sha256=digest, reused=reused, seconds=round(time.perf_counter() - t0, 3),
+                          check=check, io=io_of(path),
+                          keep_float=sorted(options.keep_float) if precision == "int8" else [],
+                          check_key=this_check, check_reused=check_reused)
+
+
+def check_key(inputs_hash: str, file_sha256: str, images: np.ndarray) -> str:
+    """What an export check's numbers depend on: the file, the reference model and converters (in the step's
+    inputs), the check images, the runtimes that run it and the CPU, whose int8 kernels differ in arithmetic
+    (VNNI or not, NEON dot product). The same key on a rerun gives the same numbers, so the check is reused;
+    on another CPU it runs again."""
+    from importlib.metadata import version
+
+    from mnetdeploy.bench.environment import cpu_identity
+
+    return sha256_json({"inputs": inputs_hash, "file": file_sha256,
+                        "images": hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(),
+                        "runtimes": {name: version(name) for name in ("ai-edge-litert", "onnxruntime")},
+                        "cpu": cpu_identity(), "check": code_fingerprint("mnetdeploy.export.validate")})
+
+
+def previous_report(artifact_dir: Path) -> dict[str, Any]:
+    """The last quantize.json with its artifacts by file name, for reusing checks; {} when absent or unreadable
+    (then every reused export is simply checked again)."""
+    try:
+        report = read_json(artifact_dir / REPORT)
+        return {**report, "by_file": {a["file"]: a for a in report["artifacts"]}}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
+        return {}
 
 
 def decide_int8_graph(models: PreparedModels, options: QuantizeConfig, force: bool, say: Callable[[str], None]
