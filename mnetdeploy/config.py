@@ -417,6 +417,8 @@ def one_line_error(error: ValidationError, source: str, text: str | None, root: 
     flag = (flags or {}).get(key) or (flags or {}).get(".".join(loc[:-1]))  # a list item's loc ends in its index
     given = err.get("input")
     shown = ",".join(map(str, given)) if isinstance(given, list) else given
+    if isinstance(shown, str) and not shown.isprintable():
+        shown = repr(shown)   # a newline or escape typed into a value must not break the error's one line
     if flag:  # a value given on the command line: name the flag and the value typed, not the config key
         where, key = (f"{flag} {shown}" if isinstance(shown, (str, int, float)) else flag), ""
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""

@@ -170,6 +170,14 @@ def test_bad_values_are_one_line_naming_them(tmp_path):
     assert not out.exists()
 
 
+def test_a_huge_config_is_refused_by_its_size_and_a_name_with_a_newline_by_its_value(tmp_path):
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("model:\n  arch: v1\n" + "# padding\n" * 200_000)   # 2 MB: YAML would parse it for minutes
+    one_line_error(run("build", huge, "--out", tmp_path / "out"), str(huge), "2.0 MB is not a config")
+    one_line_error(run("build", *SMALL, "--name", "a\nb", "--out", tmp_path / "out"), "--name", "plain folder name")
+    assert not (tmp_path / "out").exists()
+
+
 def test_gate_on_an_empty_folder_and_a_junit_path_in_a_missing_folder(model_dir, tmp_path):
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("rules:\n  - artifact: model.keras\n    max_size: 1GB\n")
