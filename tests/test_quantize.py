@@ -70,7 +70,7 @@ def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monke
     # Same file, check images, runtimes and CPU: the checks' numbers are reused, not recomputed.
     assert [a["check_reused"] for a in second["artifacts"]] == [True] * 4
     assert [a["check"] for a in second["artifacts"]] == [a["check"] for a in first["artifacts"]]
-    assert second["preparation"] == first["preparation"] != {}
+    assert _without_seconds(second["preparation"]) == _without_seconds(first["preparation"]) != {}
 
     # Another CPU (here: the same one reporting no VNNI) computes int8 differently: every check runs again.
     import mnetdeploy.bench.environment as environment
@@ -78,7 +78,9 @@ def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monke
     real = environment.cpu_identity
     monkeypatch.setattr(environment, "cpu_identity", lambda: {**real(), "cpu_model": "another CPU"})
     elsewhere = quantize_json(*args)
-    assert [(a["reused"], a["check_reused"]) for a in elsewhere["artifacts"]] == [(True, False)] * 4
+    assert [a["check_reused"] for a in elsewhere["artifacts"]] == [False] * 4
+    # (the int8 TFLite graph is chosen by timing on the CPU, so that file may be remade; the others are reused)
+    assert [a["reused"] for a in elsewhere["artifacts"] if a["file"] != "model_int8.tflite"] == [True] * 3
     monkeypatch.setattr(environment, "cpu_identity", real)
 
     # Another calibration set changes only the int8 artifacts' inputs.
@@ -95,6 +97,10 @@ def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monke
     (model_dir / "model_fp32.onnx").write_bytes(b"tampered")
     again = quantize_json(*args)
     assert {a["file"]: a["reused"] for a in again["artifacts"]}["model_fp32.onnx"] is False
+
+
+def _without_seconds(preparation: dict) -> dict:
+    return {k: {kk: vv for kk, vv in v.items() if kk != "seconds"} for k, v in preparation.items()}
 
 
 # -------------------------------------------------------------------------------------------- bad input
