@@ -57,7 +57,8 @@ def calibration(calib_dir):
 # ------------------------------------------------------------------------------------------------ caching
 
 def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monkeypatch):
-    args = (str(model_dir), "--calib", str(calib_dir), "--num-calib", str(NUM_CALIB))
+    # A fixed int8 graph: --int8-graph auto's own caching is tested in test_export.
+    args = (str(model_dir), "--calib", str(calib_dir), "--int8-graph", "cpu", "--num-calib", str(NUM_CALIB))
     first = quantize_json(*args)
     assert [a["reused"] for a in first["artifacts"]] == [False] * 4
     mtimes = {a["file"]: (model_dir / a["file"]).stat().st_mtime_ns for a in first["artifacts"]}
@@ -78,9 +79,7 @@ def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monke
     real = environment.cpu_identity
     monkeypatch.setattr(environment, "cpu_identity", lambda: {**real(), "cpu_model": "another CPU"})
     elsewhere = quantize_json(*args)
-    assert [a["check_reused"] for a in elsewhere["artifacts"]] == [False] * 4
-    # (the int8 TFLite graph is chosen by timing on the CPU, so that file may be remade; the others are reused)
-    assert [a["reused"] for a in elsewhere["artifacts"] if a["file"] != "model_int8.tflite"] == [True] * 3
+    assert [(a["reused"], a["check_reused"]) for a in elsewhere["artifacts"]] == [(True, False)] * 4
     monkeypatch.setattr(environment, "cpu_identity", real)
 
     # Another calibration set changes only the int8 artifacts' inputs.
@@ -90,8 +89,8 @@ def test_unchanged_inputs_reuse_and_force_reconverts(model_dir, calib_dir, monke
     assert {a["file"]: a["check_reused"] for a in third["artifacts"]} == {
         "model_fp32.tflite": False, "model_int8.tflite": False, "model_fp32.onnx": False, "model_int8.onnx": False}
 
-    forced = quantize_json(*args, "--formats", "tflite", "--force")
-    assert [a["reused"] for a in forced["artifacts"]] == [False] * 2
+    forced = quantize_json(*args, "--formats", "tflite", "--precisions", "fp32", "--force")
+    assert [(a["file"], a["reused"]) for a in forced["artifacts"]] == [("model_fp32.tflite", False)]
 
     # A file edited behind the tool's back is not trusted.
     (model_dir / "model_fp32.onnx").write_bytes(b"tampered")

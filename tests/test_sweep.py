@@ -143,7 +143,7 @@ def tiny(tmp_path_factory):
     import mnetdeploy.bench as bench
 
     out = tmp_path_factory.mktemp("sweep")
-    base = load_config(None, {"quantize.num_calib": 8, "bench.runs": 10, "bench.min_seconds": 0,
+    base = load_config(None, {"quantize.num_calib": 8, "quantize.int8_graph": "cpu", "bench.runs": 10, "bench.min_seconds": 0,
                               "bench.warmup": 2})
     real = bench.run_benchmark
     runs = []
@@ -213,7 +213,7 @@ def test_html_and_markdown_show_the_frontier(tiny):
 @pytest.mark.slow
 def test_a_narrower_rerun_into_the_same_folder_says_what_it_does_not_show(tiny):
     out, runs = tiny
-    base = load_config(None, {"quantize.num_calib": 8, "bench.runs": 10, "bench.min_seconds": 0,
+    base = load_config(None, {"quantize.num_calib": 8, "quantize.int8_graph": "cpu", "bench.runs": 10, "bench.min_seconds": 0,
                               "bench.warmup": 2})
     narrow = sw.Grid("v2", (0.35,), (96, 128), ("fp32", "int8"), (1,))
     try:
@@ -245,7 +245,7 @@ def test_cli_budgets_pick_the_expected_point_on_the_cached_sweep(tiny):
     limit = sorted(r["p50_ms"] for r in rows)[4]    # some rows fit, some do not
     expected = max((r for r in rows if r["p50_ms"] <= limit), key=lambda r: (r["macs"], -r["p50_ms"]))
     result = CliRunner().invoke(cli, ["sweep", "--alpha", "0.35,0.5", "--res", "96,128", "--threads", "1",
-                                      "--num-calib", "8", "--runs", "10", "--min-seconds", "0", "--warmup", "2",
+                                      "--num-calib", "8", "--int8-graph", "cpu", "--runs", "10", "--min-seconds", "0", "--warmup", "2",
                                       "--out", str(out), "--budget-latency-ms", str(limit), "--json",
                                       "--executor", "test_sweep:counting_factory", "--jobs", "3"])
     assert result.exit_code == 0, result.output
@@ -263,7 +263,7 @@ def test_with_pretrained_weights_and_data_the_frontier_trades_latency_for_top1(t
     # The shared pretrained v1 0.25 fits any resolution (convolutions do not depend on it); the first 100
     # images calibrate int8, so evaluation skips them.
     base = tmp_path / "base.yaml"
-    base.write_text("eval:\n  skip_first: 100\n  limit: 20\nquantize:\n  num_calib: 8\n"
+    base.write_text("eval:\n  skip_first: 100\n  limit: 20\nquantize:\n  num_calib: 8\n  int8_graph: cpu\n"
                     "bench:\n  runs: 10\n  min_seconds: 0\n  warmup: 2\n")
     result = CliRunner().invoke(cli, ["sweep", str(base), "--arch", "v1", "--alpha", "0.25", "--res", "128,224",
                                       "--weights", str(pretrained_v1), "--data", str(imagenet_sample),
