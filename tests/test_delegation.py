@@ -16,7 +16,8 @@ import pytest
 from mnetdeploy.runtimes.inspect import inspect_execution, summary_line
 
 RES = 96
-FAMILIES = (("v1", 0.25), ("v2", 0.35), ("v3-small", 0.75), ("v3-large", 0.75))
+# v3-large has the same op types as v3-small (hard-swish, squeeze-excite, 5x5 depthwise): one v3 is enough.
+FAMILIES = (("v1", 0.25), ("v2", 0.35), ("v3-small", 0.75))
 
 
 @pytest.fixture(scope="module")

@@ -71,8 +71,9 @@ def fresh_images() -> np.ndarray:
 @pytest.fixture(scope="module")
 def v2(tmp_path_factory, calib_dir) -> tuple[Path, dict]:
     directory = build_model(tmp_path_factory.mktemp("v2"), "v2", 0.35)
+    # The CPU int8 graph: --int8-graph auto (timing three candidates) is tested on the v3 model below.
     report = quantize_json(str(directory), "--calib", str(calib_dir), "--num-calib", str(NUM_CALIB),
-                           "--precisions", "fp32,fp16,dynamic,int8")
+                           "--precisions", "fp32,fp16,dynamic,int8", "--int8-graph", "cpu")
     return directory, report
 
 
@@ -196,7 +197,7 @@ def test_tflite_int8_io_types_follow_the_option(v2, calib_dir):
     assert default["input"]["dtype"] == "int8" and default["output"]["dtype"] == "int8"
     for io, dtype in (("uint8", "uint8"), ("float", "float32")):
         report = quantize_json(str(directory), "--calib", str(calib_dir), "--num-calib", str(NUM_CALIB),
-                               "--formats", "tflite", "--precisions", "int8", "--io", io)
+                               "--formats", "tflite", "--precisions", "int8", "--int8-graph", "cpu", "--io", io)
         details = io_details((directory / "model_int8.tflite").read_bytes())
         assert details["input"]["dtype"] == dtype and details["output"]["dtype"] == dtype
         assert report["artifacts"][0]["io"]["input"]["dtype"] == dtype

@@ -244,8 +244,10 @@ def test_cli_budgets_pick_the_expected_point_on_the_cached_sweep(tiny):
     rows = runs[-1][1]["rows"]
     limit = sorted(r["p50_ms"] for r in rows)[4]    # some rows fit, some do not
     expected = max((r for r in rows if r["p50_ms"] <= limit), key=lambda r: (r["macs"], -r["p50_ms"]))
-    result = CliRunner().invoke(cli, ["sweep", "--alpha", "0.35,0.5", "--res", "96,128", "--threads", "1",
-                                      "--num-calib", "8", "--int8-graph", "cpu", "--runs", "10", "--min-seconds", "0", "--warmup", "2",
+    config = out.parent / "int8_graph_cpu.yaml"   # the fixture's graph (sweep has no flag for it)
+    config.write_text("quantize:\n  int8_graph: cpu\n")
+    result = CliRunner().invoke(cli, ["sweep", str(config), "--alpha", "0.35,0.5", "--res", "96,128", "--threads", "1",
+                                      "--num-calib", "8", "--runs", "10", "--min-seconds", "0", "--warmup", "2",
                                       "--out", str(out), "--budget-latency-ms", str(limit), "--json",
                                       "--executor", "test_sweep:counting_factory", "--jobs", "3"])
     assert result.exit_code == 0, result.output
