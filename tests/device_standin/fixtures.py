@@ -152,10 +152,16 @@ def adb_standin_factory(tmp_path_factory):
             device = AdbDevice.on_host(tmp_path_factory.mktemp("device-root"), **device_options)
         device.start()
         home = tmp_path_factory.mktemp("adb-home")
-        session = AdbStandin(serial=device.serial, env=_adb_env(home, free_port()), rootfs=device.root,
-                             device=device, arm64=use_arm64)
+        # free_port() releases the port before the adb server binds it, so a process of the other xdist worker
+        # can take it in between (seen once in a full run: "protocol fault", something else answering there).
+        # Such a clash is the test bench's, not the tool's: take another port, at most three times.
+        for attempt in range(3):
+            session = AdbStandin(serial=device.serial, env=_adb_env(home, free_port()), rootfs=device.root,
+                                 device=device, arm64=use_arm64)
+            server = session.adb("start-server", serial=False, timeout=30)
+            if server.returncode == 0:
+                break
         started.append(session)
-        server = session.adb("start-server", serial=False, timeout=30)
         if server.returncode != 0:
             raise RuntimeError(f"adb start-server failed: {server.stderr.decode()}")
         connect = session.adb("connect", session.serial, serial=False, timeout=30)
