@@ -19,8 +19,9 @@ from mnetdeploy.errors import UserError
 from mnetdeploy.fsutil import sha256_file, sha256_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-# Image formats people keep photos in that are not read (Pillow cannot decode them without plugins, or they are
-# not single still images): a folder holding them gets a note naming how many were left out, never silence.
+# Photo formats found in image folders that are not read: HEIC and camera raw need decoders Pillow lacks, GIF/ICO
+# are animations or icons, SVG is vector, PSD layered, and AVIF/JPEG 2000 decoding depends on how Pillow was built.
+# A folder holding them gets a note naming how many were left out, never silence.
 UNREAD_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".svg", ".ico", ".dng", ".cr2", ".nef",
                          ".arw", ".raw", ".psd", ".jp2")
 
@@ -45,37 +46,40 @@ def find_images(directory: str | Path, recursive: bool = True) -> list[Path]:
 
     Sorting by the relative path (as text) makes every selection (first N, seeded sample, --skip-first)
     the same on every machine and file system."""
+    return scan_images(directory, recursive)[0]
+
+
+def scan_images(directory: str | Path, recursive: bool = True) -> tuple[list[Path], str | None]:
+    """`find_images`, and in the same walk of the folder a one-line note naming the photo files it leaves out
+    (UNREAD_IMAGE_SUFFIXES), or None."""
     directory = Path(directory)
     if not directory.exists():
         raise UserError(f"{directory}: image folder not found; pass an existing folder of "
                         f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images")
     if not directory.is_dir():
         raise UserError(f"{directory}: not a folder; pass the folder that holds the images")
-    pattern = "**/*" if recursive else "*"
-    found = [p for p in directory.glob(pattern)
-             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-             and not any(part.startswith(".") for part in p.relative_to(directory).parts)]
+    found: list[Path] = []
+    ignored: dict[str, int] = {}
+    for p in directory.glob("**/*" if recursive else "*"):
+        suffix = p.suffix.lower()
+        if suffix not in IMAGE_SUFFIXES and suffix not in UNREAD_IMAGE_SUFFIXES:
+            continue
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(directory).parts):
+            continue
+        if suffix in IMAGE_SUFFIXES:
+            found.append(p)
+        else:
+            ignored[suffix] = ignored.get(suffix, 0) + 1
     if not found:
         where = "in it or its subfolders" if recursive else "directly in it"
         raise UserError(f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)}) {where}; "
                         "point to a folder of images or class subfolders of images")
-    return sorted(found, key=lambda p: p.relative_to(directory).as_posix())
-
-
-def ignored_images_note(directory: str | Path) -> str | None:
-    """One line naming the image-like files under `directory` that `find_images` leaves out, or None."""
-    directory = Path(directory)
-    counts: dict[str, int] = {}
-    for p in directory.glob("**/*"):
-        suffix = p.suffix.lower()
-        if suffix in UNREAD_IMAGE_SUFFIXES and p.is_file() \
-                and not any(part.startswith(".") for part in p.relative_to(directory).parts):
-            counts[suffix] = counts.get(suffix, 0) + 1
-    if not counts:
-        return None
-    found = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return (f"{directory}: {found} file(s) ignored (not a supported image type: "
-            f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}); convert them to use them")
+    note = None
+    if ignored:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(ignored.items()))
+        note = (f"{directory}: {counts} file(s) ignored (not a supported image type: "
+                f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}); convert them to use them")
+    return sorted(found, key=lambda p: p.relative_to(directory).as_posix()), note
 
 
 def files_hash(paths: Iterable[Path]) -> str:
@@ -294,13 +298,12 @@ def calibration_set(directory: str | Path | None, n: int, seed: int, resolution:
             return _synthetic_set(n, seed, resolution, default.note)
         directory, first = default.directory, default.first
     directory = Path(directory)
-    candidates = find_images(directory)
+    candidates, ignored = scan_images(directory)
     if first is not None:
         candidates = candidates[:first]
     chosen = select_seeded(candidates, n, seed)
     loaded = load_images(chosen, resolution)
     warnings += calibration_count_warnings(directory, n, len(candidates), first, loaded)
-    ignored = ignored_images_note(directory)
     if ignored:
         warnings.append(ignored)
     return CalibrationSet(array=loaded.array, source="images", directory=str(directory), count=loaded.count,

@@ -20,13 +20,12 @@ import numpy as np
 
 from mnetdeploy.data import (
     files_hash,
-    find_images,
-    ignored_images_note,
     imagefolder_labels,
     load_images,
     match_csv_labels,
     progress_bar,
     read_labels_csv,
+    scan_images,
 )
 from mnetdeploy.errors import UserError
 from mnetdeploy.runtimes import Runner, check_threads, model_format, open_runner
@@ -93,6 +92,7 @@ class EvalData:
     csv_path: Path | None        # None: ImageFolder labels
     skip_first: int
     limit: int | None
+    ignored: str | None = None   # photo files in the folder that are not read (data.scan_images)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -130,7 +130,7 @@ def select_data(data_dir: str | Path, labels: str | Path | None = None, skip_fir
         raise UserError(f"skip_first must be >= 0 (got {skip_first})")
     if limit is not None and limit < 1:
         raise UserError(f"limit must be >= 1 (got {limit})")
-    all_files = find_images(directory)
+    all_files, ignored = scan_images(directory)
     if skip_first >= len(all_files):
         raise UserError(f"{directory}: --skip-first {skip_first} skips all {len(all_files)} images; "
                         "use a smaller value")
@@ -139,7 +139,7 @@ def select_data(data_dir: str | Path, labels: str | Path | None = None, skip_fir
     csv_path = Path(labels) if labels else None
     if csv_path is None and (directory / LABELS_CSV_NAME).is_file():
         csv_path = directory / LABELS_CSV_NAME
-    data = EvalData(directory, all_files, files, csv_path, skip_first, limit)
+    data = EvalData(directory, all_files, files, csv_path, skip_first, limit, ignored)
     data.check_labels()
     return data
 
@@ -360,7 +360,7 @@ def data_record(data: EvalData, loaded: list[Path], skipped: list[tuple[Path, st
         "first_file": loaded[0].relative_to(data.directory).as_posix(),
         "last_file": loaded[-1].relative_to(data.directory).as_posix(),
         "labels": data.labels_source, "preprocess_seconds": round(prep_seconds, 3),
-        "ignored": ignored_images_note(data.directory),
+        "ignored": data.ignored,
     }
 
 

@@ -520,7 +520,8 @@ def run_sweep(base: Config, grid: Grid, options: SweepOptions, progress: Say | N
 def outside_grid_note(points: dict[str, dict], grid_keys: Iterable[str], out: Path) -> str | None:
     """A rerun with a narrower grid into the same folder keeps the earlier points in sweep.json but shows only
     this grid's: say so, so a shorter sweep.html is never mistaken for all that was measured."""
-    outside = [p for k, p in points.items() if k not in set(grid_keys)]
+    shown_now = set(grid_keys)
+    outside = [p for k, p in points.items() if k not in shown_now]
     if not outside:
         return None
     shown = ", ".join(sorted({f"{p['alpha']:g}/{p['resolution']}" for p in outside if "alpha" in p}))

@@ -30,15 +30,7 @@ from typing import Any
 import numpy as np
 
 from mnetdeploy import __version__
-from mnetdeploy.artifacts import (
-    KERAS_MODEL,
-    SUMMARY,
-    code_fingerprint,
-    find_artifact_dir,
-    read_json,
-    record_step,
-    step_is_fresh,
-)
+from mnetdeploy.artifacts import KERAS_MODEL, SUMMARY, find_artifact_dir, read_json, record_step, step_is_fresh
 from mnetdeploy.config import Format, Precision, QuantizeConfig, validated
 from mnetdeploy.errors import UserError
 from mnetdeploy.export import artifact_name
@@ -332,10 +324,10 @@ def _produce(fmt: str, precision: str, models: PreparedModels, options: Quantize
 
 
 def check_key(inputs_hash: str, file_sha256: str, images: np.ndarray) -> str:
-    """What an export check's numbers depend on: the file, the reference model and converters (in the step's
-    inputs), the check images, the runtimes that run it and the CPU, whose int8 kernels differ in arithmetic
-    (VNNI or not, NEON dot product). The same key on a rerun gives the same numbers, so the check is reused;
-    on another CPU it runs again."""
+    """What an export check's numbers depend on: the file, the reference model, converters and check code (all
+    in the step's inputs: its code fingerprint reaches export/validate.py), the check images, the runtimes that
+    run it and the CPU, whose int8 kernels differ in arithmetic (VNNI or not, NEON dot product). The same key on
+    a rerun gives the same numbers, so the check is reused; on another CPU it runs again."""
     from importlib.metadata import version
 
     from mnetdeploy.bench.environment import cpu_identity
@@ -343,7 +335,7 @@ def check_key(inputs_hash: str, file_sha256: str, images: np.ndarray) -> str:
     return sha256_json({"inputs": inputs_hash, "file": file_sha256,
                         "images": hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(),
                         "runtimes": {name: version(name) for name in ("ai-edge-litert", "onnxruntime")},
-                        "cpu": cpu_identity(), "check": code_fingerprint("mnetdeploy.export.validate")})
+                        "cpu": cpu_identity()})
 
 
 def previous_report(artifact_dir: Path) -> dict[str, Any]:
